@@ -1,0 +1,489 @@
+"""The matching engine: which trip is each vehicle running, where along it, and how late.
+
+Pure: values in, values out. `Matcher.match_batch(pings, now=...)` takes pings in arrival order and
+returns one `Match` each; it keeps per-vehicle state between calls and never reads the clock.
+
+How it decides (an online hidden-Markov filter per vehicle):
+
+1. Each ping is projected to metres and snapped to every shape pass within `snap_radius_m`.
+2. Every scheduled run on those shapes whose schedule at that spot is within the delay window
+   becomes a *candidate* (run, service day, distance along, delay).
+3. A candidate's score = the best previous hypothesis' score + the cost of getting here from it
+   + how well the ping fits (distance to the shape, bearing against the shape's direction).
+   Getting here costs nothing when the vehicle continues its own run forward; going backwards,
+   or faster than a bus can, costs in proportion; switching runs is cheap only from the end of
+   one run to the start of the next (cheapest to the next run of the same block) and dear
+   mid-route. A first sighting is scored by a delay prior (buses run late more than early).
+4. The vehicle keeps its few best hypotheses; the best one is the answer. A run that has no
+   candidate this ping (a GPS outlier, a detour) is carried forward at a fixed cost, so one bad
+   fix does not lose the trip.
+
+Between trips that share a shape this lets history decide: a bus that has been 8 minutes late on
+its trip stays on it even when the next trip's schedule fits the current ping better.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tracker.core.model import Match, Ping, Reason, State, rejected
+from tracker.core.network import Network, angle_diff_deg, schedule_at
+from tracker.core.validate import clean_hints, validate_ping
+
+
+@dataclass(frozen=True, slots=True)
+class MatcherConfig:
+    """Tuning of the matcher. Scores are natural-log likelihoods; distances m; times s."""
+
+    snap_radius_m: float = 150.0
+    gps_sigma_m: float = 30.0
+    gps_floor: float = -6.0  # lowest score of a single fix: an outlier costs no more than this
+    bearing_weight: float = 1.5  # score of a bearing opposite to the shape: -2 * weight
+    min_speed_for_bearing_mps: float = 1.0
+    max_early_s: float = 15 * 60.0  # candidate window around the schedule
+    max_late_s: float = 60 * 60.0
+    early_scale_s: float = 90.0  # delay prior of a first sighting: Laplace, steeper when early
+    late_scale_s: float = 400.0
+    backtrack_tolerance_m: float = 60.0  # GPS noise: moving back less than this is free
+    backtrack_scale_m: float = 30.0
+    max_speed_mps: float = 30.0
+    terminal_zone_m: float = 300.0  # "near the start / end" of a run
+    switch_block_next: float = -0.5  # from the end of a run to its block's next run
+    switch_end_to_start: float = -3.0  # from the end of a run to the start of another
+    switch_mid_route: float = -10.0  # any other change of run
+    linger_at_end: float = -1.0  # per ping spent on a run that has ended
+    miss_cost: float = -6.0  # a hypothesis with no candidate this ping (outlier, detour)
+    max_misses: int = 10  # after this many misses in a row a hypothesis is dropped
+    keep_hypotheses: int = 12
+    keep_score_margin: float = 25.0
+    forget_after_s: float = 30 * 60.0  # a silent vehicle is matched afresh
+    trip_hint_max_offset_m: float = 200.0  # a given trip_id is believed within this distance
+    max_future_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Hypothesis:
+    """One guess of what a vehicle is doing: a run on a service day, and where along it."""
+
+    run: int
+    day: dt.date
+    along_m: float
+    delay_s: float  # NaN on runs without exact times
+    score: float
+    misses: int = 0  # pings in a row with no candidate on this run
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleState:
+    last_timestamp: float
+    hypotheses: tuple[Hypothesis, ...]  # best first
+    given_trip: bool = False
+
+
+@dataclass(slots=True)
+class _Candidate:
+    run: int
+    day: dt.date
+    along_m: float
+    offset_m: float
+    heading_deg: float
+    delay_s: float
+    x_m: float
+    y_m: float
+
+
+@dataclass
+class Matcher:
+    """Per-vehicle state plus the engine. One instance per network and stream of pings."""
+
+    network: Network
+    config: MatcherConfig = field(default_factory=MatcherConfig)
+    states: dict[str, VehicleState] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        net = self.network
+        self._run_shape = np.array([net.patterns[p].shape_idx for p in net.runs.pattern_idx])
+        self._run_first_stop = np.array(
+            [net.patterns[p].stop_dist_m[0] for p in net.runs.pattern_idx.tolist()]
+        )
+        self._run_last_stop = np.array(
+            [net.patterns[p].stop_dist_m[-1] for p in net.runs.pattern_idx.tolist()]
+        )
+        self._pattern_max_duration = [
+            float((p.arrival_s[:, -1] - p.departure_s[:, 0]).max()) if len(p.runs) else 0.0
+            for p in net.patterns
+        ]
+        self._pattern_start = [net.runs.start_s[p.runs] for p in net.patterns]
+
+    # --- public ------------------------------------------------------------------------------
+
+    def match_batch(self, pings: Sequence[Ping], *, now: float) -> list[Match]:
+        """Match pings in arrival order. `now` (epoch s) bounds how far ahead a timestamp may be."""
+        net = self.network
+        results: list[Match | None] = [None] * len(pings)
+        usable: list[int] = []
+        cleaned: list[Ping] = []
+        for i, ping in enumerate(pings):
+            problem = validate_ping(ping, now=now, max_future_s=self.config.max_future_s)
+            if problem is not None:
+                results[i] = rejected(ping, *problem)
+                continue
+            usable.append(i)
+            cleaned.append(clean_hints(ping))
+        if cleaned:
+            lat = np.array([p.lat for p in cleaned])
+            lon = np.array([p.lon for p in cleaned])
+            x, y = net.project(lat, lon)
+            snaps = net.snap(x, y, radius_m=self.config.snap_radius_m)
+            bounds = np.searchsorted(snaps.point, np.arange(len(cleaned) + 1))
+            for j, (i, ping) in enumerate(zip(usable, cleaned, strict=True)):
+                lo, hi = int(bounds[j]), int(bounds[j + 1])
+                snapped = [
+                    (int(snaps.shape_idx[k]), float(snaps.along_m[k]), float(snaps.offset_m[k]),
+                     float(snaps.heading_deg[k]), float(snaps.x_m[k]), float(snaps.y_m[k]))
+                    for k in range(lo, hi)
+                ]  # fmt: skip
+                results[i] = self._match_one(ping, float(x[j]), float(y[j]), snapped)
+        out = [r for r in results if r is not None]
+        assert len(out) == len(pings)
+        return self._add_latlon(out)
+
+    # --- one ping -------------------------------------------------------------------------------
+
+    def _match_one(
+        self,
+        ping: Ping,
+        x: float,
+        y: float,
+        snapped: list[tuple[int, float, float, float, float, float]],
+    ) -> Match:
+        cfg = self.config
+        net = self.network
+        state = self.states.get(ping.vehicle_id)
+        if state is not None:
+            if ping.timestamp == state.last_timestamp:
+                return rejected(ping, Reason.DUPLICATE, "same vehicle and timestamp seen before")
+            if ping.timestamp < state.last_timestamp:
+                return rejected(
+                    ping,
+                    Reason.OUT_OF_ORDER,
+                    f"{state.last_timestamp - ping.timestamp:.0f} s older than the vehicle's "
+                    "latest ping",
+                )
+            if ping.timestamp - state.last_timestamp > cfg.forget_after_s:
+                state = None
+        dt_s = ping.timestamp - state.last_timestamp if state is not None else 0.0
+        previous = state.hypotheses if state is not None else ()
+
+        hint_reason: tuple[Reason, str] | None = None
+        route_filter: int | None = None
+        if ping.route_id is not None:
+            route_filter = net.route_index.get(ping.route_id)
+            if route_filter is None:
+                hint_reason = (Reason.UNKNOWN_ROUTE, f"route_id {ping.route_id!r} is not in the feed")
+
+        if ping.trip_id is not None:
+            believed, why = self._believe_trip(ping, x, y, snapped, previous, dt_s)
+            if believed is not None:
+                return self._finish(ping, x, y, (believed,), believed, given_trip=True,
+                                    off_route=False, reason=None)  # fmt: skip
+            hint_reason = why
+
+        candidates = self._candidates(ping, snapped, route_filter)
+        hypotheses = self._step(ping, candidates, previous, dt_s)
+        if not hypotheses:
+            self.states[ping.vehicle_id] = VehicleState(ping.timestamp, ())
+            if hint_reason is None:
+                hint_reason = (
+                    (Reason.NO_SHAPE_NEARBY,
+                     f"no route shape within {cfg.snap_radius_m:.0f} m")
+                    if not snapped
+                    else (Reason.NO_TRIP_FITS, "near a route, but no scheduled trip fits the time")
+                )  # fmt: skip
+            return Match(
+                vehicle_id=ping.vehicle_id,
+                timestamp=ping.timestamp,
+                state=State.NOT_MATCHED,
+                reason=hint_reason[0],
+                detail=hint_reason[1],
+            )
+        best = hypotheses[0]
+        return self._finish(
+            ping, x, y, hypotheses, best, given_trip=False, off_route=best.misses > 0,
+            reason=hint_reason,
+        )  # fmt: skip
+
+    def _candidates(
+        self,
+        ping: Ping,
+        snapped: list[tuple[int, float, float, float, float, float]],
+        route_filter: int | None,
+    ) -> list[_Candidate]:
+        cfg = self.config
+        net = self.network
+        out: list[_Candidate] = []
+        if not snapped:
+            return out
+        today = net.local_date(ping.timestamp)
+        for day in (today - dt.timedelta(days=1), today):
+            s = ping.timestamp - net.day_origin(day)
+            active = net.active_runs(day)
+            for shape_idx, along, offset, heading, sx, sy in snapped:
+                for p in net.patterns_of_shape.get(shape_idx, ()):
+                    pattern = net.patterns[p]
+                    starts = self._pattern_start[p]
+                    lo = int(np.searchsorted(
+                        starts, s - cfg.max_late_s - self._pattern_max_duration[p]))
+                    hi = int(np.searchsorted(starts, s + cfg.max_early_s, side="right"))
+                    if hi <= lo:
+                        continue
+                    runs = pattern.runs[lo:hi]
+                    keep = active[runs]
+                    if route_filter is not None:
+                        keep &= net.run_route[runs] == route_filter
+                    if not keep.any():
+                        continue
+                    rows = np.arange(lo, hi)[keep]
+                    runs = runs[keep]
+                    delay = s - schedule_at(pattern, rows, along)
+                    exact = net.runs.exact_times[runs]
+                    half_headway = net.runs.headway_s[runs] / 2
+                    ok = np.where(
+                        exact,
+                        (delay >= -cfg.max_early_s) & (delay <= cfg.max_late_s),
+                        (delay >= -half_headway) & (delay < half_headway),
+                    )
+                    for run, d, ex in zip(runs[ok].tolist(), delay[ok].tolist(),
+                                          exact[ok].tolist(), strict=True):  # fmt: skip
+                        out.append(
+                            _Candidate(run, day, along, offset, heading,
+                                       d if ex else math.nan, sx, sy)  # fmt: skip
+                        )
+        return out
+
+    def _fit(self, ping: Ping, c: _Candidate) -> float:
+        """How well one fix fits a candidate: distance to the shape, and bearing."""
+        cfg = self.config
+        score = max(-0.5 * (c.offset_m / cfg.gps_sigma_m) ** 2, cfg.gps_floor)
+        if ping.bearing_deg is not None and (
+            ping.speed_mps is None or ping.speed_mps >= cfg.min_speed_for_bearing_mps
+        ):
+            diff = angle_diff_deg(ping.bearing_deg, c.heading_deg)
+            score += cfg.bearing_weight * (math.cos(math.radians(diff)) - 1.0)
+        return score
+
+    def _prior(self, c: _Candidate) -> float:
+        """Delay prior for a first sighting (waiting before departure is not running early)."""
+        cfg = self.config
+        if math.isnan(c.delay_s):
+            return 0.0
+        if c.delay_s < 0 and c.along_m <= self._run_first_stop[c.run] + cfg.terminal_zone_m / 3:
+            return 0.0
+        if c.delay_s < 0:
+            return c.delay_s / cfg.early_scale_s
+        return -c.delay_s / cfg.late_scale_s
+
+    def _key(self, run: int, day: dt.date) -> tuple[int, dt.date]:
+        """Hypotheses continue per run; on inexact frequency runs, per trip (any departure)."""
+        runs = self.network.runs
+        if runs.exact_times[run]:
+            return (run, day)
+        return (-1 - int(runs.trip_idx[run]), day)
+
+    def _step(
+        self,
+        ping: Ping,
+        candidates: list[_Candidate],
+        previous: tuple[Hypothesis, ...],
+        dt_s: float,
+    ) -> tuple[Hypothesis, ...]:
+        cfg = self.config
+        runs = self.network.runs
+        by_key = {self._key(h.run, h.day): h for h in previous}
+        best_prev = previous[0].score if previous else 0.0
+        ended = [h for h in previous if h.along_m >= self._run_last_stop[h.run] - cfg.terminal_zone_m]
+        best_ended = max((h.score for h in ended), default=-math.inf)
+        block_next = {
+            (int(runs.next_in_block[h.run]), h.day): h.score for h in ended
+            if runs.next_in_block[h.run] >= 0
+        }  # fmt: skip
+
+        new: dict[tuple[int, dt.date], Hypothesis] = {}
+        for c in candidates:
+            fit = self._fit(ping, c)
+            key = self._key(c.run, c.day)
+            if not previous:
+                score = self._prior(c) + fit
+            else:
+                near_start = c.along_m <= self._run_first_stop[c.run] + cfg.terminal_zone_m
+                options = [best_prev + cfg.switch_mid_route + self._prior(c)]
+                if near_start:
+                    options.append(best_ended + cfg.switch_end_to_start + self._prior(c))
+                    chained = block_next.get((c.run, c.day))
+                    if chained is not None:
+                        options.append(chained + cfg.switch_block_next)
+                same = by_key.get(key)
+                if same is not None:
+                    options.append(same.score + self._continue_cost(same, c, dt_s))
+                score = max(options) + fit
+            old = new.get(key)
+            if old is None or score > old.score:
+                new[key] = Hypothesis(c.run, c.day, c.along_m, c.delay_s, score)
+        # Runs with no candidate this ping are carried forward (an outlier or a detour).
+        for key, h in by_key.items():
+            if key not in new and h.misses < cfg.max_misses:
+                delay = h.delay_s + dt_s if not math.isnan(h.delay_s) else h.delay_s
+                new[key] = Hypothesis(h.run, h.day, h.along_m, delay, h.score + cfg.miss_cost,
+                                      h.misses + 1)  # fmt: skip
+        if not new:
+            return ()
+        ranked = sorted(new.values(), key=lambda h: h.score, reverse=True)
+        top = ranked[0].score
+        return tuple(
+            Hypothesis(h.run, h.day, h.along_m, h.delay_s, h.score - top, h.misses)
+            for h in ranked[: cfg.keep_hypotheses]
+            if h.score >= top - cfg.keep_score_margin
+        )
+
+    def _continue_cost(self, prev: Hypothesis, c: _Candidate, dt_s: float) -> float:
+        """Cost of a vehicle moving from `prev` to `c` on the same run in `dt_s` seconds."""
+        cfg = self.config
+        moved = c.along_m - prev.along_m
+        cost = 0.0
+        if moved < -cfg.backtrack_tolerance_m:
+            cost -= (-moved - cfg.backtrack_tolerance_m) / cfg.backtrack_scale_m
+        reach = cfg.max_speed_mps * dt_s + cfg.backtrack_tolerance_m
+        if moved > reach:
+            cost -= (moved - reach) / cfg.backtrack_scale_m
+        if prev.along_m >= self._run_last_stop[prev.run] - cfg.backtrack_tolerance_m:
+            cost += cfg.linger_at_end
+        return cost
+
+    # --- trip hints -----------------------------------------------------------------------------
+
+    def _believe_trip(
+        self,
+        ping: Ping,
+        x: float,
+        y: float,
+        snapped: list[tuple[int, float, float, float, float, float]],
+        previous: tuple[Hypothesis, ...],
+        dt_s: float,
+    ) -> tuple[Hypothesis | None, tuple[Reason, str] | None]:
+        """The ping's own trip_id, checked against the schedule and the shape."""
+        cfg = self.config
+        net = self.network
+        assert ping.trip_id is not None
+        trip_idx = net.trip_index.get(ping.trip_id)
+        if trip_idx is None:
+            return None, (Reason.UNKNOWN_TRIP, f"trip_id {ping.trip_id!r} is not in the feed")
+        trip = net.trips[trip_idx]
+        shape_idx = trip.shape_idx
+        prev = previous[0] if previous and int(net.runs.trip_idx[previous[0].run]) == trip_idx else None
+        passes = [(a, o) for s, a, o, *_ in snapped if s == shape_idx]
+        if prev is not None and passes:
+            along, offset = min(passes, key=lambda p: abs(p[0] - prev.along_m))
+        elif passes:
+            along, offset = min(passes, key=lambda p: p[1])
+        else:
+            along, offset = net.locate_on_shape(shape_idx, x, y)
+        if offset > cfg.trip_hint_max_offset_m:
+            return None, (
+                Reason.TRIP_MISMATCH,
+                f"ping is {offset:.0f} m from the shape of trip {ping.trip_id!r}",
+            )
+        today = net.local_date(ping.timestamp)
+        best: Hypothesis | None = None
+        for day in (today, today - dt.timedelta(days=1)):
+            active = net.active_runs(day)
+            s = ping.timestamp - net.day_origin(day)
+            for run in net.runs_of_trip.get(trip_idx, ()):
+                if not active[run]:
+                    continue
+                sched = net.scheduled_time_s(run, along)
+                delay = s - sched
+                exact = bool(net.runs.exact_times[run])
+                if exact and not (-cfg.max_early_s <= delay <= cfg.max_late_s * 2):
+                    continue
+                if not exact and not (-net.runs.headway_s[run] / 2 <= delay < net.runs.headway_s[run] / 2):
+                    continue
+                if best is None or abs(delay) < abs(best.delay_s):
+                    best = Hypothesis(run, day, along, delay if exact else math.nan, 0.0)
+        if best is None:
+            return None, (
+                Reason.TRIP_NOT_RUNNING,
+                f"trip {ping.trip_id!r} is not scheduled around this time",
+            )
+        return best, None
+
+    # --- output ---------------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        ping: Ping,
+        x: float,
+        y: float,
+        hypotheses: tuple[Hypothesis, ...],
+        best: Hypothesis,
+        *,
+        given_trip: bool,
+        off_route: bool,
+        reason: tuple[Reason, str] | None,
+    ) -> Match:
+        cfg = self.config
+        net = self.network
+        self.states[ping.vehicle_id] = VehicleState(ping.timestamp, hypotheses, given_trip)
+        run = best.run
+        trip = net.trips[int(net.runs.trip_idx[run])]
+        sx, sy = net.point_at(trip.shape_idx, best.along_m)
+        offset = math.hypot(x - sx, y - sy)
+        if off_route or offset > cfg.snap_radius_m:
+            state = State.OFF_ROUTE
+        elif (best.along_m <= self._run_first_stop[run] + cfg.backtrack_tolerance_m
+              and not best.delay_s > 0) or (
+                best.along_m >= self._run_last_stop[run] - cfg.backtrack_tolerance_m):  # fmt: skip
+            state = State.LAYOVER
+        else:
+            state = State.IN_SERVICE
+        headway = float(net.runs.headway_s[run])
+        return Match(
+            vehicle_id=ping.vehicle_id,
+            timestamp=ping.timestamp,
+            state=state,
+            reason=reason[0] if reason else None,
+            detail=reason[1] if reason else None,
+            route_id=net.routes[trip.route_idx].route_id,
+            trip_id=trip.trip_id,
+            service_date=best.day.strftime("%Y%m%d"),
+            direction_id=trip.direction_id if trip.direction_id >= 0 else None,
+            shape_id=net.shapes[trip.shape_idx].shape_id,
+            shape_dist_m=best.along_m,
+            snapped_lat=sx,  # metres for now; converted in one batch by _add_latlon
+            snapped_lon=sy,
+            offset_m=offset,
+            delay_s=None if math.isnan(best.delay_s) else best.delay_s,
+            headway_s=None if math.isnan(headway) else headway,
+            trip_id_given=given_trip,
+        )
+
+    def _add_latlon(self, matches: list[Match]) -> list[Match]:
+        """Convert the snapped points of a batch from metres to degrees in one call."""
+        idx = [i for i, m in enumerate(matches) if m.snapped_lat is not None]
+        if not idx:
+            return matches
+        xs = np.array([matches[i].snapped_lat for i in idx], dtype=np.float64)
+        ys = np.array([matches[i].snapped_lon for i in idx], dtype=np.float64)
+        lat, lon = self.network.unproject(xs, ys)
+        out = list(matches)
+        for k, i in enumerate(idx):
+            m = matches[i]
+            out[i] = Match(
+                **{**{f: getattr(m, f) for f in m.__slots__},  # type: ignore[attr-defined]
+                   "snapped_lat": float(lat[k]), "snapped_lon": float(lon[k])}  # fmt: skip
+            )
+        return out

@@ -1,0 +1,351 @@
+"""The prepared transit network: shapes in metres, stops placed along them, scheduled runs.
+
+A `Network` is built once from a GTFS feed (see `tracker.gtfs.load`) and then only read. Everything
+the matcher needs per ping is an array lookup here:
+
+- shapes projected to a local metric CRS, cut into segments held in a spatial index (`snap`);
+- *patterns*: trips sharing a shape and a stop sequence, with each stop's distance along the shape;
+- *runs*: one row per scheduled trip instance (a plain trip, or one departure of a frequency-based
+  trip), with its stop times as seconds from the service day's origin (noon minus 12 h);
+- the services active on each date, and each run's successor in its block.
+
+Pure: no I/O, no clock. Distances in metres, times in seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+from pyproj import CRS, Transformer
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+NO_INDEX = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    route_id: str
+    short_name: str
+    long_name: str
+    color: str  # "RRGGBB", may be empty
+    text_color: str
+    route_type: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trip:
+    trip_id: str
+    route_idx: int
+    service_idx: int
+    direction_id: int  # -1 when the feed does not say
+    shape_idx: int
+    pattern_idx: int
+    block_id: str  # "" when none
+    headsign: str
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    shape_id: str
+    xy_m: FloatArray  # (n, 2) projected points
+    dist_m: FloatArray  # (n,) cumulative distance along the shape
+    from_stops: bool  # made from the stops because the feed had no shape for some trips
+
+    @property
+    def length_m(self) -> float:
+        return float(self.dist_m[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """Trips that follow one shape through one sequence of stops."""
+
+    shape_idx: int
+    stop_ids: tuple[str, ...]
+    stop_dist_m: FloatArray  # (k,) non-decreasing distance of each stop along the shape
+    runs: IntArray  # run indices using this pattern, sorted by start time
+    arrival_s: FloatArray  # (len(runs), k) seconds from the service-day origin
+    departure_s: FloatArray  # (len(runs), k)
+
+
+@dataclass(frozen=True, slots=True)
+class Runs:
+    """Scheduled trip instances, one row each, indexed by run number."""
+
+    trip_idx: IntArray
+    pattern_idx: IntArray
+    row: IntArray  # row of the run in its pattern's time matrices
+    start_s: FloatArray  # first departure, seconds from the service-day origin
+    end_s: FloatArray  # last arrival
+    headway_s: FloatArray  # scheduled headway of a frequency-based run, else NaN
+    exact_times: BoolArray  # False for frequency runs whose departures are not scheduled exactly
+    next_in_block: IntArray  # the run the same vehicle runs next, or NO_INDEX
+
+    def __len__(self) -> int:
+        return len(self.trip_idx)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapCandidates:
+    """Where a batch of points lies near shapes: one row per (point, shape, pass of the shape)."""
+
+    point: IntArray  # index of the point in the batch
+    shape_idx: IntArray
+    along_m: FloatArray
+    offset_m: FloatArray
+    heading_deg: FloatArray  # direction of the shape at the snapped point
+    x_m: FloatArray  # snapped position
+    y_m: FloatArray
+
+
+@dataclass(eq=False)
+class Network:
+    """A GTFS feed prepared for matching. Build with `tracker.gtfs.load.load_network`."""
+
+    feed_hash: str
+    timezone: str
+    crs_wkt: str
+    routes: list[Route]
+    trips: list[Trip]
+    shapes: list[Shape]
+    patterns: list[Pattern]
+    runs: Runs
+    service_ids: list[str]
+    services_by_date: dict[str, frozenset[int]]  # "YYYYMMDD" -> active service indices
+    stops: dict[str, tuple[str, float, float]]  # stop_id -> (name, lat, lon)
+    warnings: list[str] = field(default_factory=list)
+
+    # --- lookups built on first use (not pickled) ---------------------------------------
+
+    @cached_property
+    def trip_index(self) -> dict[str, int]:
+        return {t.trip_id: i for i, t in enumerate(self.trips)}
+
+    @cached_property
+    def route_index(self) -> dict[str, int]:
+        return {r.route_id: i for i, r in enumerate(self.routes)}
+
+    @cached_property
+    def runs_of_trip(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {}
+        for run, trip in enumerate(self.runs.trip_idx.tolist()):
+            out.setdefault(trip, []).append(run)
+        return out
+
+    @cached_property
+    def patterns_of_shape(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {}
+        for p, pattern in enumerate(self.patterns):
+            out.setdefault(pattern.shape_idx, []).append(p)
+        return out
+
+    @cached_property
+    def run_route(self) -> IntArray:
+        trip_route = np.array([t.route_idx for t in self.trips], dtype=np.int64)
+        return trip_route[self.runs.trip_idx]
+
+    @cached_property
+    def run_service(self) -> IntArray:
+        trip_service = np.array([t.service_idx for t in self.trips], dtype=np.int64)
+        return trip_service[self.runs.trip_idx]
+
+    @cached_property
+    def _to_metric(self) -> Transformer:
+        return Transformer.from_crs(CRS.from_epsg(4326), CRS.from_wkt(self.crs_wkt), always_xy=True)
+
+    @cached_property
+    def _to_wgs84(self) -> Transformer:
+        return Transformer.from_crs(CRS.from_wkt(self.crs_wkt), CRS.from_epsg(4326), always_xy=True)
+
+    @cached_property
+    def _segments(self) -> _SegmentIndex:
+        return _SegmentIndex(self.shapes)
+
+    def __getstate__(self) -> dict[str, object]:
+        lazy = {"trip_index", "route_index", "runs_of_trip", "patterns_of_shape", "run_route",
+                "run_service", "_to_metric", "_to_wgs84", "_segments", "_day_origin_cache",
+                "_active_cache"}  # fmt: skip
+        return {k: v for k, v in self.__dict__.items() if k not in lazy}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+
+    # --- coordinates ---------------------------------------------------------------------
+
+    def project(self, lat: FloatArray, lon: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """WGS84 degrees to metres in the network's CRS."""
+        x, y = self._to_metric.transform(lon, lat)
+        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+    def unproject(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Metres in the network's CRS to (lat, lon) degrees."""
+        lon, lat = self._to_wgs84.transform(x, y)
+        return np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+
+    # --- geometry --------------------------------------------------------------------------
+
+    def snap(self, x_m: FloatArray, y_m: FloatArray, *, radius_m: float) -> SnapCandidates:
+        """Every pass of every shape within `radius_m` of each point, nearest spot per pass."""
+        return self._segments.snap(x_m, y_m, radius_m)
+
+    def locate_on_shape(self, shape_idx: int, x_m: float, y_m: float) -> tuple[float, float]:
+        """(along_m, offset_m) of the nearest spot on one shape, however far."""
+        return self._segments.locate_on_shape(shape_idx, x_m, y_m)
+
+    def point_at(self, shape_idx: int, along_m: float) -> tuple[float, float]:
+        """Projected (x, y) of the spot `along_m` metres along a shape."""
+        shape = self.shapes[shape_idx]
+        x = float(np.interp(along_m, shape.dist_m, shape.xy_m[:, 0]))
+        y = float(np.interp(along_m, shape.dist_m, shape.xy_m[:, 1]))
+        return x, y
+
+    # --- time ----------------------------------------------------------------------------------
+
+    def day_origin(self, service_date: dt.date) -> float:
+        """Epoch seconds of the service day's origin: noon minus 12 h, local time (GTFS rule)."""
+        cache: dict[dt.date, float] = self.__dict__.setdefault("_day_origin_cache", {})
+        origin = cache.get(service_date)
+        if origin is None:
+            noon = dt.datetime.combine(service_date, dt.time(12), tzinfo=ZoneInfo(self.timezone))
+            origin = cache[service_date] = noon.timestamp() - 12 * 3600
+        return origin
+
+    def local_date(self, epoch_s: float) -> dt.date:
+        return dt.datetime.fromtimestamp(epoch_s, ZoneInfo(self.timezone)).date()
+
+    def active_runs(self, service_date: dt.date) -> BoolArray:
+        """Which runs operate on a service date (calendar.txt and calendar_dates.txt)."""
+        cache: dict[dt.date, BoolArray] = self.__dict__.setdefault("_active_cache", {})
+        active = cache.get(service_date)
+        if active is None:
+            services = self.services_by_date.get(service_date.strftime("%Y%m%d"), frozenset())
+            by_service = np.zeros(len(self.service_ids), dtype=np.bool_)
+            by_service[list(services)] = True
+            active = cache[service_date] = by_service[self.run_service]
+        return active
+
+    def scheduled_time_s(self, run: int, along_m: float) -> float:
+        """Scheduled time at a distance along the run's shape (between stops: linear)."""
+        pattern = self.patterns[int(self.runs.pattern_idx[run])]
+        row = int(self.runs.row[run])
+        return float(schedule_at(pattern, np.array([row]), along_m)[0])
+
+
+def schedule_at(pattern: Pattern, rows: IntArray, along_m: float) -> FloatArray:
+    """Scheduled times of several runs of one pattern at one distance along the shape.
+
+    Before the first stop: its departure; after the last: its arrival; at a stop: its departure;
+    between stops: linear from the departure at one to the arrival at the next.
+    """
+    dists = pattern.stop_dist_m
+    k = int(np.searchsorted(dists, along_m, side="right")) - 1
+    if k < 0:
+        return pattern.departure_s[rows, 0]
+    if k >= len(dists) - 1:
+        return pattern.arrival_s[rows, -1]
+    span = dists[k + 1] - dists[k]
+    frac = (along_m - dists[k]) / span if span > 0 else 0.0
+    dep = pattern.departure_s[rows, k]
+    return dep + frac * (pattern.arrival_s[rows, k + 1] - dep)
+
+
+class _SegmentIndex:
+    """All shape segments in an STRtree, with their geometry as flat arrays for fast maths."""
+
+    def __init__(self, shapes: list[Shape]) -> None:
+        starts, ends, shape_of, dist0 = [], [], [], []
+        for idx, shape in enumerate(shapes):
+            xy = shape.xy_m
+            starts.append(xy[:-1])
+            ends.append(xy[1:])
+            shape_of.append(np.full(len(xy) - 1, idx, dtype=np.int64))
+            dist0.append(shape.dist_m[:-1])
+        a = np.concatenate(starts) if starts else np.zeros((0, 2))
+        b = np.concatenate(ends) if ends else np.zeros((0, 2))
+        self.ax, self.ay = a[:, 0].copy(), a[:, 1].copy()
+        self.dx, self.dy = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
+        self.len2 = self.dx**2 + self.dy**2
+        self.length = np.sqrt(self.len2)
+        self.shape = np.concatenate(shape_of) if shape_of else np.zeros(0, dtype=np.int64)
+        self.dist0 = np.concatenate(dist0) if dist0 else np.zeros(0)
+        self.heading = np.degrees(np.arctan2(self.dx, self.dy)) % 360.0
+        self.first_seg = np.searchsorted(self.shape, np.arange(len(shapes) + 1))
+        self.tree = shapely.STRtree(shapely.linestrings(np.stack([a, b], axis=1)))
+
+    def _project(
+        self, seg: IntArray, x: FloatArray, y: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Nearest points of segments `seg` to points (x, y): (t, offset, cx, cy)."""
+        ax, ay, dx, dy = self.ax[seg], self.ay[seg], self.dx[seg], self.dy[seg]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = np.clip(((x - ax) * dx + (y - ay) * dy) / self.len2[seg], 0.0, 1.0)
+        t = np.nan_to_num(t)
+        cx, cy = ax + t * dx, ay + t * dy
+        return t, np.hypot(x - cx, y - cy), cx, cy
+
+    def snap(self, x: FloatArray, y: FloatArray, radius_m: float) -> SnapCandidates:
+        point, seg = self.tree.query(shapely.points(x, y), predicate="dwithin", distance=radius_m)
+        point = point.astype(np.int64)
+        seg = seg.astype(np.int64)
+        px, py = x[point], y[point]
+        t, offset, cx, cy = self._project(seg, px, py)
+        along = self.dist0[seg] + t * self.length[seg]
+        shape = self.shape[seg]
+        # One candidate per pass: sort by (point, shape, along); a new pass starts where the
+        # along-distance jumps by more than the search diameter.
+        order = np.lexsort((along, shape, point))
+        point, shape, along, offset = point[order], shape[order], along[order], offset[order]
+        seg, cx, cy = seg[order], cx[order], cy[order]
+        new_group = np.ones(len(point), dtype=np.bool_)
+        if len(point) > 1:
+            new_group[1:] = (
+                (point[1:] != point[:-1])
+                | (shape[1:] != shape[:-1])
+                | (along[1:] - along[:-1] > 2.0 * radius_m + 1.0)
+            )
+        group = np.cumsum(new_group) - 1
+        # Best (smallest offset) row of each group.
+        best_order = np.lexsort((offset, group))
+        first = np.ones(len(best_order), dtype=np.bool_)
+        if len(best_order) > 1:
+            first[1:] = group[best_order[1:]] != group[best_order[:-1]]
+        pick = best_order[first]
+        return SnapCandidates(
+            point=point[pick],
+            shape_idx=shape[pick],
+            along_m=along[pick],
+            offset_m=offset[pick],
+            heading_deg=self.heading[seg[pick]],
+            x_m=cx[pick],
+            y_m=cy[pick],
+        )
+
+    def locate_on_shape(self, shape_idx: int, x: float, y: float) -> tuple[float, float]:
+        seg = np.arange(self.first_seg[shape_idx], self.first_seg[shape_idx + 1])
+        t, offset, _, _ = self._project(seg, np.full(len(seg), x), np.full(len(seg), y))
+        best = int(np.argmin(offset))
+        return float(self.dist0[seg[best]] + t[best] * self.length[seg[best]]), float(offset[best])
+
+
+def angle_diff_deg(a: float, b: float) -> float:
+    """Smallest absolute difference between two bearings, 0..180."""
+    d = abs(a - b) % 360.0
+    return 360.0 - d if d > 180.0 else d
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    r = 6_371_008.8
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * r * math.asin(math.sqrt(h))
