@@ -24,6 +24,7 @@ its trip stays on it even when the next trip's schedule fits the current ping be
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Sequence
@@ -47,8 +48,9 @@ class MatcherConfig:
     min_speed_for_bearing_mps: float = 1.0
     max_early_s: float = 15 * 60.0  # candidate window around the schedule
     max_late_s: float = 60 * 60.0
-    early_scale_s: float = 90.0  # delay prior of a first sighting: Laplace, steeper when early
-    late_scale_s: float = 400.0
+    max_wait_s: float = 60 * 60.0  # how long before departure a bus may wait at the first stop
+    early_scale_s: float = 150.0  # delay prior: Laplace, steeper when early
+    late_scale_s: float = 600.0
     backtrack_tolerance_m: float = 60.0  # GPS noise: moving back less than this is free
     backtrack_scale_m: float = 30.0
     max_speed_mps: float = 30.0
@@ -56,7 +58,7 @@ class MatcherConfig:
     switch_block_next: float = -0.5  # from the end of a run to its block's next run
     switch_end_to_start: float = -3.0  # from the end of a run to the start of another
     switch_mid_route: float = -10.0  # any other change of run
-    linger_at_end: float = -1.0  # per ping spent on a run that has ended
+    schedule_weight: float = 0.3  # weight of the delay prior per 30 s on a run
     miss_cost: float = -6.0  # a hypothesis with no candidate this ping (outlier, detour)
     max_misses: int = 10  # after this many misses in a row a hypothesis is dropped
     keep_hypotheses: int = 12
@@ -76,6 +78,8 @@ class Hypothesis:
     delay_s: float  # NaN on runs without exact times
     score: float
     misses: int = 0  # pings in a row with no candidate on this run
+    waiting: bool = False  # at the end of the block's previous run, waiting to start this one
+    wait_spot: tuple[float, float] = (math.nan, math.nan)  # where it waits (projected x, y)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,7 @@ class Matcher:
 
     def __post_init__(self) -> None:
         net = self.network
-        self._run_shape = np.array([net.patterns[p].shape_idx for p in net.runs.pattern_idx])
+        self._run_shape: list[int] = list(np.array([net.patterns[p].shape_idx for p in net.runs.pattern_idx]).tolist())
         self._run_first_stop = np.array(
             [net.patterns[p].stop_dist_m[0] for p in net.runs.pattern_idx.tolist()]
         )
@@ -195,7 +199,7 @@ class Matcher:
             hint_reason = why
 
         candidates = self._candidates(ping, snapped, route_filter)
-        hypotheses = self._step(ping, candidates, previous, dt_s)
+        hypotheses = self._step(ping, x, y, candidates, previous, dt_s)
         if not hypotheses:
             self.states[ping.vehicle_id] = VehicleState(ping.timestamp, ())
             if hint_reason is None:
@@ -239,7 +243,9 @@ class Matcher:
                     starts = self._pattern_start[p]
                     lo = int(np.searchsorted(
                         starts, s - cfg.max_late_s - self._pattern_max_duration[p]))
-                    hi = int(np.searchsorted(starts, s + cfg.max_early_s, side="right"))
+                    at_start = along <= pattern.stop_dist_m[0] + cfg.terminal_zone_m
+                    early_s = cfg.max_wait_s if at_start else cfg.max_early_s
+                    hi = int(np.searchsorted(starts, s + early_s, side="right"))
                     if hi <= lo:
                         continue
                     runs = pattern.runs[lo:hi]
@@ -255,7 +261,7 @@ class Matcher:
                     half_headway = net.runs.headway_s[runs] / 2
                     ok = np.where(
                         exact,
-                        (delay >= -cfg.max_early_s) & (delay <= cfg.max_late_s),
+                        (delay >= -early_s) & (delay <= cfg.max_late_s),
                         (delay >= -half_headway) & (delay < half_headway),
                     )
                     for run, d, ex in zip(runs[ok].tolist(), delay[ok].tolist(),
@@ -298,57 +304,89 @@ class Matcher:
     def _step(
         self,
         ping: Ping,
+        x: float,
+        y: float,
         candidates: list[_Candidate],
         previous: tuple[Hypothesis, ...],
         dt_s: float,
     ) -> tuple[Hypothesis, ...]:
         cfg = self.config
-        runs = self.network.runs
         by_key = {self._key(h.run, h.day): h for h in previous}
         best_prev = previous[0].score if previous else 0.0
-        ended = [h for h in previous if h.along_m >= self._run_last_stop[h.run] - cfg.terminal_zone_m]
+        ended = [h for h in previous if self._has_ended(h)]
         best_ended = max((h.score for h in ended), default=-math.inf)
-        block_next = {
-            (int(runs.next_in_block[h.run]), h.day): h.score for h in ended
-            if runs.next_in_block[h.run] >= 0
-        }  # fmt: skip
+        # Per-ping weight of the schedule: buses keep roughly to it, early less than late.
+        schedule_weight = cfg.schedule_weight * min(dt_s, 120.0) / 30.0
 
         new: dict[tuple[int, dt.date], Hypothesis] = {}
+
+        def offer(h: Hypothesis) -> None:
+            key = self._key(h.run, h.day)
+            old = new.get(key)
+            if old is None or h.score > old.score:
+                new[key] = h
+
         for c in candidates:
             fit = self._fit(ping, c)
-            key = self._key(c.run, c.day)
+            prior = self._prior(c)
             if not previous:
-                score = self._prior(c) + fit
-            else:
-                near_start = c.along_m <= self._run_first_stop[c.run] + cfg.terminal_zone_m
-                options = [best_prev + cfg.switch_mid_route + self._prior(c)]
-                if near_start:
-                    options.append(best_ended + cfg.switch_end_to_start + self._prior(c))
-                    chained = block_next.get((c.run, c.day))
-                    if chained is not None:
-                        options.append(chained + cfg.switch_block_next)
-                same = by_key.get(key)
-                if same is not None:
-                    options.append(same.score + self._continue_cost(same, c, dt_s))
-                score = max(options) + fit
-            old = new.get(key)
-            if old is None or score > old.score:
-                new[key] = Hypothesis(c.run, c.day, c.along_m, c.delay_s, score)
-        # Runs with no candidate this ping are carried forward (an outlier or a detour).
-        for key, h in by_key.items():
-            if key not in new and h.misses < cfg.max_misses:
+                offer(Hypothesis(c.run, c.day, c.along_m, c.delay_s, prior + fit))
+                continue
+            options = [best_prev + cfg.switch_mid_route + prior]
+            if c.along_m <= self._run_first_stop[c.run] + cfg.terminal_zone_m:
+                options.append(best_ended + cfg.switch_end_to_start + prior)
+            same = by_key.get(self._key(c.run, c.day))
+            if same is not None:
+                options.append(same.score + self._continue_cost(same, c, dt_s))
+            score = max(options) + fit + schedule_weight * prior
+            offer(Hypothesis(c.run, c.day, c.along_m, c.delay_s, score))
+
+        for h in previous:
+            # A vehicle at the end of its run waits there for the next run of its block.
+            waiting_for = h.run if h.waiting else self._next_in_block(h)
+            if waiting_for is not None:
+                start_m = float(self._run_first_stop[waiting_for])
+                delay = ping.timestamp - self._departure_epoch(waiting_for, h.day)
+                if delay >= -cfg.max_wait_s:
+                    cost = 0.0 if h.waiting else cfg.switch_block_next
+                    if h.waiting:
+                        spot = h.wait_spot
+                    else:
+                        spot = self.network.point_at(self._run_shape[h.run], h.along_m)
+                    start = self.network.point_at(self._run_shape[waiting_for], start_m)
+                    offset = min(math.dist((x, y), spot), math.dist((x, y), start))
+                    fit = max(-0.5 * (offset / cfg.gps_sigma_m) ** 2, cfg.gps_floor)
+                    late = schedule_weight * min(0.0, -delay / cfg.late_scale_s)
+                    offer(Hypothesis(waiting_for, h.day, start_m, delay,
+                                     h.score + cost + fit + late, waiting=True,
+                                     wait_spot=spot))  # fmt: skip
+            # Runs with no candidate this ping are carried forward (an outlier, a detour).
+            key = self._key(h.run, h.day)
+            if key not in new and h.misses < cfg.max_misses and not h.waiting:
                 delay = h.delay_s + dt_s if not math.isnan(h.delay_s) else h.delay_s
-                new[key] = Hypothesis(h.run, h.day, h.along_m, delay, h.score + cfg.miss_cost,
-                                      h.misses + 1)  # fmt: skip
+                offer(Hypothesis(h.run, h.day, h.along_m, delay, h.score + cfg.miss_cost,
+                                 h.misses + 1))  # fmt: skip
         if not new:
             return ()
         ranked = sorted(new.values(), key=lambda h: h.score, reverse=True)
         top = ranked[0].score
         return tuple(
-            Hypothesis(h.run, h.day, h.along_m, h.delay_s, h.score - top, h.misses)
+            dataclasses.replace(h, score=h.score - top)
             for h in ranked[: cfg.keep_hypotheses]
             if h.score >= top - cfg.keep_score_margin
         )
+
+    def _has_ended(self, h: Hypothesis) -> bool:
+        return not h.waiting and h.along_m >= self._run_last_stop[h.run] - self.config.terminal_zone_m
+
+    def _next_in_block(self, h: Hypothesis) -> int | None:
+        if h.waiting or h.along_m < self._run_last_stop[h.run] - self.config.backtrack_tolerance_m:
+            return None
+        nxt = int(self.network.runs.next_in_block[h.run])
+        return nxt if nxt >= 0 else None
+
+    def _departure_epoch(self, run: int, day: dt.date) -> float:
+        return self.network.day_origin(day) + float(self.network.runs.start_s[run])
 
     def _continue_cost(self, prev: Hypothesis, c: _Candidate, dt_s: float) -> float:
         """Cost of a vehicle moving from `prev` to `c` on the same run in `dt_s` seconds."""
@@ -360,8 +398,6 @@ class Matcher:
         reach = cfg.max_speed_mps * dt_s + cfg.backtrack_tolerance_m
         if moved > reach:
             cost -= (moved - reach) / cfg.backtrack_scale_m
-        if prev.along_m >= self._run_last_stop[prev.run] - cfg.backtrack_tolerance_m:
-            cost += cfg.linger_at_end
         return cost
 
     # --- trip hints -----------------------------------------------------------------------------
@@ -442,7 +478,9 @@ class Matcher:
         trip = net.trips[int(net.runs.trip_idx[run])]
         sx, sy = net.point_at(trip.shape_idx, best.along_m)
         offset = math.hypot(x - sx, y - sy)
-        if off_route or offset > cfg.snap_radius_m:
+        if best.waiting:
+            state = State.LAYOVER
+        elif off_route or offset > cfg.snap_radius_m:
             state = State.OFF_ROUTE
         elif (best.along_m <= self._run_first_stop[run] + cfg.backtrack_tolerance_m
               and not best.delay_s > 0) or (
