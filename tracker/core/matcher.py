@@ -49,16 +49,20 @@ class MatcherConfig:
     max_early_s: float = 15 * 60.0  # candidate window around the schedule
     max_late_s: float = 60 * 60.0
     max_wait_s: float = 60 * 60.0  # how long before departure a bus may wait at the first stop
-    early_scale_s: float = 150.0  # delay prior: Laplace, steeper when early
+    early_scale_s: float = 300.0  # delay prior: Laplace, steeper when early
     late_scale_s: float = 600.0
     backtrack_tolerance_m: float = 60.0  # GPS noise: moving back less than this is free
     backtrack_scale_m: float = 30.0
     max_speed_mps: float = 30.0
     terminal_zone_m: float = 300.0  # "near the start / end" of a run
+    start_zone_m: float = 300.0  # buses may move this far before departing without being early
     switch_block_next: float = -0.5  # from the end of a run to its block's next run
     switch_end_to_start: float = -3.0  # from the end of a run to the start of another
     switch_mid_route: float = -10.0  # any other change of run
-    schedule_weight: float = 0.3  # weight of the delay prior per 30 s on a run
+    switch_block: float = -4.0  # extra, when the new run belongs to another block
+    claimed: float = 0.0  # extra, when another vehicle was running the new run lately
+    claim_ttl_s: float = 600.0
+    schedule_weight: float = 0.15  # weight of the delay prior per 30 s on a run
     miss_cost: float = -6.0  # a hypothesis with no candidate this ping (outlier, detour)
     max_misses: int = 10  # after this many misses in a row a hypothesis is dropped
     keep_hypotheses: int = 12
@@ -123,6 +127,12 @@ class Matcher:
             for p in net.patterns
         ]
         self._pattern_start = [net.runs.start_s[p.runs] for p in net.patterns]
+        block_ids: dict[str, int] = {}
+        trip_block = [block_ids.setdefault(t.block_id, len(block_ids)) if t.block_id else -1
+                      for t in net.trips]  # fmt: skip
+        self._run_block: list[int] = [trip_block[t] for t in net.runs.trip_idx.tolist()]
+        # Which vehicle runs which (run, service day), and when it was last seen doing so.
+        self._claims: dict[tuple[int, dt.date], tuple[str, float]] = {}
 
     # --- public ------------------------------------------------------------------------------
 
@@ -288,7 +298,7 @@ class Matcher:
         cfg = self.config
         if math.isnan(c.delay_s):
             return 0.0
-        if c.delay_s < 0 and c.along_m <= self._run_first_stop[c.run] + cfg.terminal_zone_m / 3:
+        if c.delay_s < 0 and c.along_m <= self._run_first_stop[c.run] + cfg.start_zone_m:
             return 0.0
         if c.delay_s < 0:
             return c.delay_s / cfg.early_scale_s
@@ -326,15 +336,20 @@ class Matcher:
             if old is None or h.score > old.score:
                 new[key] = h
 
+        prev_block = self._run_block[previous[0].run] if previous else -1
+        ended_block = self._run_block[ended[0].run] if ended else -1
         for c in candidates:
             fit = self._fit(ping, c)
-            prior = self._prior(c)
+            prior = self._prior(c) + self._claim_cost(ping, c)
             if not previous:
                 offer(Hypothesis(c.run, c.day, c.along_m, c.delay_s, prior + fit))
                 continue
-            options = [best_prev + cfg.switch_mid_route + prior]
+            block = self._run_block[c.run]
+            options = [best_prev + cfg.switch_mid_route + prior
+                       + (cfg.switch_block if block != prev_block else 0.0)]  # fmt: skip
             if c.along_m <= self._run_first_stop[c.run] + cfg.terminal_zone_m:
-                options.append(best_ended + cfg.switch_end_to_start + prior)
+                options.append(best_ended + cfg.switch_end_to_start + prior
+                               + (cfg.switch_block if block != ended_block else 0.0))  # fmt: skip
             same = by_key.get(self._key(c.run, c.day))
             if same is not None:
                 options.append(same.score + self._continue_cost(same, c, dt_s))
@@ -375,6 +390,14 @@ class Matcher:
             for h in ranked[: cfg.keep_hypotheses]
             if h.score >= top - cfg.keep_score_margin
         )
+
+    def _claim_cost(self, ping: Ping, c: _Candidate) -> float:
+        claim = self._claims.get((c.run, c.day))
+        if claim is None or claim[0] == ping.vehicle_id:
+            return 0.0
+        if ping.timestamp - claim[1] > self.config.claim_ttl_s:
+            return 0.0
+        return self.config.claimed
 
     def _has_ended(self, h: Hypothesis) -> bool:
         return not h.waiting and h.along_m >= self._run_last_stop[h.run] - self.config.terminal_zone_m
@@ -474,6 +497,7 @@ class Matcher:
         cfg = self.config
         net = self.network
         self.states[ping.vehicle_id] = VehicleState(ping.timestamp, hypotheses, given_trip)
+        self._claims[(best.run, best.day)] = (ping.vehicle_id, ping.timestamp)
         run = best.run
         trip = net.trips[int(net.runs.trip_idx[run])]
         sx, sy = net.point_at(trip.shape_idx, best.along_m)
