@@ -35,6 +35,7 @@ from google.protobuf.message import DecodeError
 from google.transit import gtfs_realtime_pb2
 
 from tracker.core.model import Match, Ping, Reason, State
+from tracker.errors import PingFileError
 
 MATCH_COLUMNS: tuple[str, ...] = (
     "vehicle_id",
@@ -59,10 +60,6 @@ _PB_SUFFIXES = {".pb", ".bin"}
 _JSON_SUFFIXES = {".jsonl", ".ndjson", ".json"}
 _MS_THRESHOLD = 1e11  # epoch seconds reach 1e11 in the year 5138; milliseconds passed it in 1973
 _INTEGRAL_FLOAT = re.compile(r"(\d+)\.0+")
-
-
-class PingFileError(ValueError):
-    """A ping file that cannot be read at all: missing, corrupt, or without the required columns."""
 
 
 @dataclass(frozen=True, slots=True)

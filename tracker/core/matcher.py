@@ -383,13 +383,11 @@ class Matcher:
                                  h.misses + 1))  # fmt: skip
         if not new:
             return ()
+        # Scores are path log-likelihoods; only their differences matter, so they are not
+        # renormalised (float64 keeps ample precision over a day of pings).
         ranked = sorted(new.values(), key=lambda h: h.score, reverse=True)
-        top = ranked[0].score
-        return tuple(
-            dataclasses.replace(h, score=h.score - top)
-            for h in ranked[: cfg.keep_hypotheses]
-            if h.score >= top - cfg.keep_score_margin
-        )
+        floor = ranked[0].score - cfg.keep_score_margin
+        return tuple(h for h in ranked[: cfg.keep_hypotheses] if h.score >= floor)
 
     def _claim_cost(self, ping: Ping, c: _Candidate) -> float:
         claim = self._claims.get((c.run, c.day))
@@ -543,9 +541,7 @@ class Matcher:
         lat, lon = self.network.unproject(xs, ys)
         out = list(matches)
         for k, i in enumerate(idx):
-            m = matches[i]
-            out[i] = Match(
-                **{**{f: getattr(m, f) for f in m.__slots__},  # type: ignore[attr-defined]
-                   "snapped_lat": float(lat[k]), "snapped_lon": float(lon[k])}  # fmt: skip
+            out[i] = dataclasses.replace(
+                matches[i], snapped_lat=float(lat[k]), snapped_lon=float(lon[k])
             )
         return out

@@ -8,13 +8,16 @@ with an unknown stop, a shape with one point) are worked around and listed in `N
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import logging
 import os
 import pickle
 import tempfile
+import zipfile
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +99,9 @@ def build_network(path: Path, *, feed_hash: str = "") -> Network:
     """Prepare a feed for matching (slow path; `load_network` caches the result)."""
     try:
         feed = gk.read_feed(path, dist_units="m")
-    except (KeyError, ValueError, OSError) as exc:
+    except ValueError as exc:
+        raise _locate_bad_number(path) or FeedError(str(path), f"cannot be read: {exc}") from exc
+    except (KeyError, OSError, zipfile.BadZipFile) as exc:
         raise FeedError(str(path), f"cannot be read as GTFS: {exc}") from exc
     warnings: list[str] = []
     _check_tables(feed)
@@ -180,6 +185,38 @@ def build_network(path: Path, *, feed_hash: str = "") -> Network:
     if len(warnings) > 20:
         log.warning("%s: %d more warnings", path.name, len(warnings) - 20)
     return network
+
+
+def _locate_bad_number(path: Path) -> FeedError | None:
+    """Find the file, line and column of a value gtfs-kit could not read as a number."""
+    numeric = {
+        table: [c for c, kind in columns.items() if kind != "string"]
+        for table, columns in gk.DTYPES.items()
+    }
+
+    def tables() -> Iterator[tuple[str, list[str]]]:
+        if path.is_dir():
+            for file in sorted(path.glob("*.txt")):
+                yield file.name, file.read_text(encoding="utf-8-sig").splitlines()
+        else:
+            with zipfile.ZipFile(path) as archive:
+                for name in archive.namelist():
+                    if name.endswith(".txt"):
+                        text = archive.read(name).decode("utf-8-sig", errors="replace")
+                        yield Path(name).name, text.splitlines()
+
+    for name, lines in tables():
+        columns = numeric.get(name.removesuffix(".txt"), [])
+        for line, row in enumerate(csv.DictReader(lines), start=2):
+            for column in columns:
+                value = (row.get(column) or "").strip()
+                if not value:
+                    continue
+                try:
+                    float(value)
+                except ValueError:
+                    return FeedError(name, f"{column} {value!r} is not a number", row=line)
+    return None
 
 
 # --- tables ------------------------------------------------------------------------------
@@ -363,6 +400,7 @@ def _give_shapes_from_stops(
 ) -> pd.DataFrame:
     """Trips without a usable shape get one drawn straight through their stops."""
     trips = trips.copy()
+    trips["shape_id"] = trips["shape_id"].astype(object)
     shapeless = trips["shape_id"].isna() | ~trips["shape_id"].astype(str).isin(shape_index)
     if not shapeless.any():
         trips["shape_id"] = trips["shape_id"].astype(str)
