@@ -91,8 +91,10 @@ def evaluation_mask(network: Network, pings: Sequence[Ping]) -> np.ndarray:
     return mask
 
 
-def accuracy(truth: Sequence[Ping], matches: Sequence[Match], mask: np.ndarray) -> tuple[float, float]:
-    idx = np.flatnonzero(mask)
+def accuracy(
+    truth: Sequence[Ping], matches: Sequence[Match], mask: np.ndarray
+) -> tuple[float, float]:
+    idx = np.flatnonzero(mask).tolist()
     trip_ok = sum(matches[i].trip_id == truth[i].trip_id for i in idx)
     route_ok = sum(matches[i].route_id == truth[i].route_id for i in idx)
     return trip_ok / len(idx), route_ok / len(idx)
@@ -103,7 +105,7 @@ def delay_errors(
 ) -> tuple[float, float, int]:
     errors = [
         abs(m.delay_s - r.delay_s)
-        for i in np.flatnonzero(mask)
+        for i in np.flatnonzero(mask).tolist()
         for m, r in [(matches[i], reference[i])]
         if m.delay_s is not None and r.delay_s is not None
     ]
@@ -131,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         network = load_network(feed, cache_dir=Path(cache))
         warm_s = time.perf_counter() - start
 
-    truth = [p for p in read_pings(args.data / "vehicle_positions.csv") if not isinstance(p, BadRow)]
+    truth = [
+        p for p in read_pings(args.data / "vehicle_positions.csv") if not isinstance(p, BadRow)
+    ]
     mask = evaluation_mask(network, truth)
     noisy = add_noise(network, truth, sigma_m=20.0, outlier_share=0.02, seed=args.seed)
 

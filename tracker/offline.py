@@ -41,9 +41,7 @@ class MatchSummary:
         return out
 
 
-def _batches(
-    records: Iterable[Ping | BadRow], size: int
-) -> Iterator[list[Ping | BadRow]]:
+def _batches(records: Iterable[Ping | BadRow], size: int) -> Iterator[list[Ping | BadRow]]:
     batch: list[Ping | BadRow] = []
     for record in records:
         batch.append(record)
@@ -71,9 +69,10 @@ def match_file(
     newest = 0.0
     started = time.perf_counter()
     records = read_pings(pings, ignore_trip_ids=ignore_trip_ids)
-    with MatchWriter(out) as writer, tqdm(
-        unit=" pings", disable=not progress, desc="matching"
-    ) as bar:
+    with (
+        MatchWriter(out) as writer,
+        tqdm(unit=" pings", disable=not progress, desc="matching") as bar,
+    ):
         for batch in _batches(records, batch_size):
             now = max(time.time(), newest + max_jump_s)
             good = [r for r in batch if isinstance(r, Ping)]

@@ -115,7 +115,9 @@ class Matcher:
 
     def __post_init__(self) -> None:
         net = self.network
-        self._run_shape: list[int] = list(np.array([net.patterns[p].shape_idx for p in net.runs.pattern_idx]).tolist())
+        self._run_shape: list[int] = list(
+            np.array([net.patterns[p].shape_idx for p in net.runs.pattern_idx]).tolist()
+        )
         self._run_first_stop = np.array(
             [net.patterns[p].stop_dist_m[0] for p in net.runs.pattern_idx.tolist()]
         )
@@ -199,7 +201,10 @@ class Matcher:
         if ping.route_id is not None:
             route_filter = net.route_index.get(ping.route_id)
             if route_filter is None:
-                hint_reason = (Reason.UNKNOWN_ROUTE, f"route_id {ping.route_id!r} is not in the feed")
+                hint_reason = (
+                    Reason.UNKNOWN_ROUTE,
+                    f"route_id {ping.route_id!r} is not in the feed",
+                )
 
         if ping.trip_id is not None:
             believed, why = self._believe_trip(ping, x, y, snapped, previous, dt_s)
@@ -251,8 +256,9 @@ class Matcher:
                 for p in net.patterns_of_shape.get(shape_idx, ()):
                     pattern = net.patterns[p]
                     starts = self._pattern_start[p]
-                    lo = int(np.searchsorted(
-                        starts, s - cfg.max_late_s - self._pattern_max_duration[p]))
+                    lo = int(
+                        np.searchsorted(starts, s - cfg.max_late_s - self._pattern_max_duration[p])
+                    )
                     at_start = along <= pattern.stop_dist_m[0] + cfg.terminal_zone_m
                     early_s = cfg.max_wait_s if at_start else cfg.max_early_s
                     hi = int(np.searchsorted(starts, s + early_s, side="right"))
@@ -277,8 +283,9 @@ class Matcher:
                     for run, d, ex in zip(runs[ok].tolist(), delay[ok].tolist(),
                                           exact[ok].tolist(), strict=True):  # fmt: skip
                         out.append(
-                            _Candidate(run, day, along, offset, heading,
-                                       d if ex else math.nan, sx, sy)  # fmt: skip
+                            _Candidate(
+                                run, day, along, offset, heading, d if ex else math.nan, sx, sy
+                            )
                         )
         return out
 
@@ -398,7 +405,9 @@ class Matcher:
         return self.config.claimed
 
     def _has_ended(self, h: Hypothesis) -> bool:
-        return not h.waiting and h.along_m >= self._run_last_stop[h.run] - self.config.terminal_zone_m
+        return (
+            not h.waiting and h.along_m >= self._run_last_stop[h.run] - self.config.terminal_zone_m
+        )
 
     def _next_in_block(self, h: Hypothesis) -> int | None:
         if h.waiting or h.along_m < self._run_last_stop[h.run] - self.config.backtrack_tolerance_m:
@@ -441,7 +450,11 @@ class Matcher:
             return None, (Reason.UNKNOWN_TRIP, f"trip_id {ping.trip_id!r} is not in the feed")
         trip = net.trips[trip_idx]
         shape_idx = trip.shape_idx
-        prev = previous[0] if previous and int(net.runs.trip_idx[previous[0].run]) == trip_idx else None
+        prev = (
+            previous[0]
+            if previous and int(net.runs.trip_idx[previous[0].run]) == trip_idx
+            else None
+        )
         passes = [(a, o) for s, a, o, *_ in snapped if s == shape_idx]
         if prev is not None and passes:
             along, offset = min(passes, key=lambda p: abs(p[0] - prev.along_m))
@@ -467,7 +480,9 @@ class Matcher:
                 exact = bool(net.runs.exact_times[run])
                 if exact and not (-cfg.max_early_s <= delay <= cfg.max_late_s * 2):
                     continue
-                if not exact and not (-net.runs.headway_s[run] / 2 <= delay < net.runs.headway_s[run] / 2):
+                if not exact and not (
+                    -net.runs.headway_s[run] / 2 <= delay < net.runs.headway_s[run] / 2
+                ):
                     continue
                 if best is None or abs(delay) < abs(best.delay_s):
                     best = Hypothesis(run, day, along, delay if exact else math.nan, 0.0)

@@ -250,13 +250,13 @@ def schedule_at(pattern: Pattern, rows: IntArray, along_m: float) -> FloatArray:
     dists = pattern.stop_dist_m
     k = int(np.searchsorted(dists, along_m, side="right")) - 1
     if k < 0:
-        return pattern.departure_s[rows, 0]
+        return np.asarray(pattern.departure_s[rows, 0], dtype=np.float64)
     if k >= len(dists) - 1:
-        return pattern.arrival_s[rows, -1]
-    span = dists[k + 1] - dists[k]
-    frac = (along_m - dists[k]) / span if span > 0 else 0.0
+        return np.asarray(pattern.arrival_s[rows, -1], dtype=np.float64)
+    span = float(dists[k + 1] - dists[k])
+    frac = (along_m - float(dists[k])) / span if span > 0 else 0.0
     dep = pattern.departure_s[rows, k]
-    return dep + frac * (pattern.arrival_s[rows, k + 1] - dep)
+    return np.asarray(dep + frac * (pattern.arrival_s[rows, k + 1] - dep), dtype=np.float64)
 
 
 class _SegmentIndex:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import itertools
 import logging
 import os
 import pickle
@@ -156,7 +157,7 @@ def build_network(path: Path, *, feed_hash: str = "") -> Network:
                 trip_id=str(t.trip_id),
                 route_idx=route_index[str(t.route_id)],
                 service_idx=service_index[str(t.service_id)],
-                direction_id=int(direction) if _present(direction) else -1,
+                direction_id=int(str(direction)) if _present(direction) else -1,
                 shape_idx=pattern_key[0],
                 pattern_idx=pattern_idx,
                 block_id=_text(t, "block_id"),
@@ -234,7 +235,9 @@ def _check_tables(feed: Any) -> None:
 
 def _line(df: pd.DataFrame, index: Any) -> int:
     """The file line of a row: the header is line 1 and gtfs-kit keeps the file order."""
-    return int(df.index.get_loc(index)) + 2
+    position = df.index.get_loc(index)
+    assert isinstance(position, int), "row index labels are unique"
+    return position + 2
 
 
 def _prepare_stops(df: pd.DataFrame) -> dict[str, tuple[str, float, float]]:
@@ -290,13 +293,13 @@ def _prepare_trips(
             "their shapes are drawn through their stops"
         )
         trips.loc[missing, "shape_id"] = np.nan
-    return trips
+    return pd.DataFrame(trips)
 
 
 _TIME = r"^\s*(\d{1,3}):([0-5]\d):([0-5]\d)\s*$"
 
 
-def _seconds(df: pd.DataFrame, column: str) -> FloatArray:
+def _seconds(df: pd.DataFrame, column: str, file: str = "stop_times.txt") -> FloatArray:
     """GTFS HH:MM:SS (hours may pass 24) to seconds; blank → NaN; anything else → FeedError."""
     raw = df[column]
     parts = raw.astype("string").str.extract(_TIME)
@@ -308,11 +311,11 @@ def _seconds(df: pd.DataFrame, column: str) -> FloatArray:
     if bad.any():
         i = df.index[int(np.argmax(bad))]
         raise FeedError(
-            "stop_times.txt",
+            file,
             f"{column} {raw[i]!r} of trip {df.at[i, 'trip_id']!r} is not a time HH:MM:SS",
             row=_line(df, i),
         )
-    return seconds
+    return np.asarray(seconds, dtype=np.float64)
 
 
 def _prepare_stop_times(
@@ -506,8 +509,8 @@ def _build_runs(
     """One run per plain trip, one per departure of a frequency-based trip."""
     windows: dict[str, list[tuple[float, float, float, bool]]] = defaultdict(list)
     if frequencies is not None and not frequencies.empty:
-        start = _seconds(frequencies, "start_time")
-        end = _seconds(frequencies, "end_time")
+        start = _seconds(frequencies, "start_time", "frequencies.txt")
+        end = _seconds(frequencies, "end_time", "frequencies.txt")
         headway = pd.to_numeric(frequencies["headway_secs"], errors="coerce").to_numpy(float)
         exact = (
             pd.to_numeric(frequencies["exact_times"], errors="coerce").fillna(0).to_numpy()
@@ -530,7 +533,7 @@ def _build_runs(
             continue
         template_start = dep[0]
         for s, e, h, exact_times in windows[trip.trip_id]:
-            for start in np.arange(s, e, h):
+            for start in np.arange(s, e, h).tolist():
                 shift = start - template_start
                 rows.append(
                     base | dict(arr=arr + shift, dep=dep + shift, headway=h, exact=exact_times)
@@ -563,17 +566,17 @@ def _build_runs(
         )
         run_row[first_run : first_run + len(members)] = np.arange(len(members))
     ordered = [rows[i] for i in order]
-    trip_idx = np.array([r["trip_idx"] for r in ordered], dtype=np.int64)
+    run_trip = np.array([r["trip_idx"] for r in ordered], dtype=np.int64)
     start_s = np.array([r["dep"][0] for r in ordered], dtype=float)
     runs = Runs(
-        trip_idx=trip_idx,
+        trip_idx=run_trip,
         pattern_idx=np.array([r["pattern_idx"] for r in ordered], dtype=np.int64),
         row=run_row,
         start_s=start_s,
         end_s=np.array([r["arr"][-1] for r in ordered], dtype=float),
         headway_s=np.array([r["headway"] for r in ordered], dtype=float),
         exact_times=np.array([r["exact"] for r in ordered], dtype=np.bool_),
-        next_in_block=_chain_blocks(trips, trip_idx, start_s),
+        next_in_block=_chain_blocks(trips, run_trip, start_s),
     )
     return runs, patterns
 
@@ -588,7 +591,7 @@ def _chain_blocks(trips: list[Trip], run_trip: IntArray, start_s: FloatArray) ->
             blocks[(trip.block_id, trip.service_idx)].append(run)
     for members in blocks.values():
         members.sort(key=lambda r: start_s[r])
-        for a, b in zip(members, members[1:], strict=False):
+        for a, b in itertools.pairwise(members):
             nxt[a] = b
     return nxt
 
