@@ -51,6 +51,7 @@ class MatcherConfig:
     max_wait_s: float = 60 * 60.0  # how long before departure a bus may wait at the first stop
     early_scale_s: float = 300.0  # delay prior: Laplace, steeper when early
     late_scale_s: float = 600.0
+    wait_scale_s: float = 3600.0  # prior of waiting at the first stop before departure
     backtrack_tolerance_m: float = 60.0  # GPS noise: moving back less than this is free
     backtrack_scale_m: float = 30.0
     max_speed_mps: float = 30.0
@@ -306,7 +307,7 @@ class Matcher:
         if math.isnan(c.delay_s):
             return 0.0
         if c.delay_s < 0 and c.along_m <= self._run_first_stop[c.run] + cfg.start_zone_m:
-            return 0.0
+            return c.delay_s / cfg.wait_scale_s  # the soonest departure is the likeliest
         if c.delay_s < 0:
             return c.delay_s / cfg.early_scale_s
         return -c.delay_s / cfg.late_scale_s
