@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -85,7 +86,7 @@ def test_loop_progress_is_monotone_and_does_not_jump_back_to_the_start(tmp_path:
     along = [m.shape_dist_m for m in matches]
     assert all(m.trip_id == "L_0630" for m in matches)
     assert all(a is not None for a in along)
-    assert all(b >= a - 1.0 for a, b in zip(along, along[1:], strict=False))  # type: ignore[operator]
+    assert all(b >= a - 1.0 for a, b in itertools.pairwise(along))  # type: ignore[operator]
     # The last ping is back at the start corner: the end of the loop, not its beginning.
     assert along[-1] == pytest.approx(network.shapes[0].length_m, abs=20)
     assert all(abs(m.delay_s or 0.0) < 45 for m in matches)
@@ -120,7 +121,8 @@ def test_a_late_bus_keeps_its_blocks_trip_rather_than_the_next_trip_on_time(
     first = network.trips[network.trip_index["B_N_0600"]]
     following = network.runs.next_in_block[network.runs_of_trip[network.trip_index["B_N_0600"]][0]]
     second_id = network.trips[int(network.runs.trip_idx[following])].trip_id
-    assert first.block_id and second_id.startswith("B_S_")
+    assert first.block_id
+    assert second_id.startswith("B_S_")
     # On time on the first trip, then 8 minutes late on the second: by schedule alone the
     # second looks like the next southbound trip (12 minutes later) running 4 minutes early.
     pings = drive(network, "B_N_0600", WEEKDAY) + drive(network, second_id, WEEKDAY, delay_s=480)
@@ -224,7 +226,8 @@ def test_bad_pings_are_rejected_with_reasons_and_matching_goes_on(tmp_path: Path
         Reason.OUT_OF_ORDER,
     ]
     assert all(r.state is State.REJECTED and r.detail for r in results[2:7])
-    assert results[7].trip_id == "L_0630" and results[7].state is not State.REJECTED
+    assert results[7].trip_id == "L_0630"
+    assert results[7].state is not State.REJECTED
 
 
 def test_a_ping_far_from_every_route_is_not_matched(tmp_path: Path) -> None:

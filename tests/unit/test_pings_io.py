@@ -11,11 +11,11 @@ import pytest
 from google.transit import gtfs_realtime_pb2
 
 from tracker.core.model import Match, Ping, Reason, State
+from tracker.errors import PingFileError
 from tracker.pings_io import (
     MATCH_COLUMNS,
     BadRow,
     MatchWriter,
-    PingFileError,
     bad_row_match,
     read_pings,
 )

@@ -479,7 +479,9 @@ class Matcher:
                 sched = net.scheduled_time_s(run, along)
                 delay = s - sched
                 exact = bool(net.runs.exact_times[run])
-                if exact and not (-cfg.max_early_s <= delay <= cfg.max_late_s * 2):
+                at_start = along <= self._run_first_stop[run] + cfg.start_zone_m
+                early_s = cfg.max_wait_s if at_start else cfg.max_early_s
+                if exact and not (-early_s <= delay <= cfg.max_late_s * 2):
                     continue
                 if not exact and not (
                     -net.runs.headway_s[run] / 2 <= delay < net.runs.headway_s[run] / 2
@@ -520,7 +522,7 @@ class Matcher:
             state = State.LAYOVER
         elif off_route or offset > cfg.snap_radius_m:
             state = State.OFF_ROUTE
-        elif (best.along_m <= self._run_first_stop[run] + cfg.backtrack_tolerance_m
+        elif (best.along_m <= self._run_first_stop[run] + cfg.start_zone_m
               and not best.delay_s > 0) or (
                 best.along_m >= self._run_last_stop[run] - cfg.backtrack_tolerance_m):  # fmt: skip
             state = State.LAYOVER
