@@ -494,20 +494,14 @@ def _damaged_module_name(data: bytes) -> bytes:
     return data.replace(b"tracker.core.network", b"tracker.core.netwXrk")
 
 
-CACHE_BUG = (
-    "load_network only ignores OSError, UnpicklingError, EOFError and AttributeError; a damaged "
-    "cache file can also raise UnicodeDecodeError, ModuleNotFoundError, TypeError, ..."
-)
-
-
 @pytest.mark.parametrize(
     "corrupt",
     [
         _garbage,
         _empty,
         _truncated,
-        pytest.param(_damaged_text, marks=pytest.mark.xfail(reason=CACHE_BUG, strict=True)),
-        pytest.param(_damaged_module_name, marks=pytest.mark.xfail(reason=CACHE_BUG, strict=True)),
+        _damaged_text,
+        _damaged_module_name,
     ],
 )
 def test_corrupted_cache_is_ignored_and_rebuilt(

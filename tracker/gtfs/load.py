@@ -55,7 +55,8 @@ def feed_hash(path: Path) -> str:
     digest = hashlib.sha256()
     files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
     for file in files:
-        digest.update(file.name.encode())
+        if path.is_dir():
+            digest.update(file.name.encode())
         with file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
@@ -77,8 +78,8 @@ def load_network(path: Path, *, cache_dir: Path | None = DEFAULT_CACHE_DIR) -> N
                 if isinstance(network, Network) and network.feed_hash == key:
                     log.info("network of %s loaded from cache %s", path, cache_file)
                     return network
-            except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
-                log.warning("ignoring unreadable network cache %s: %s", cache_file, exc)
+            except Exception as exc:  # a damaged cache file can fail in any way: rebuild
+                log.warning("ignoring unreadable network cache %s: %r", cache_file, exc)
     network = build_network(path, feed_hash=key)
     if cache_file is not None:
         _write_atomically(cache_file, network)
