@@ -19,7 +19,7 @@ def test_match_writes_a_row_per_input_row_and_counts_reasons(
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     feed = feeds.two_directions_feed(tmp_path)
-    network = load_network(feed, cache_dir=None)
+    network = load_network(feed, use_cache=False)
     origin = network.day_origin(dt.date(2026, 3, 4))
     trip = network.trips[network.trip_index["B_N_0712"]]
     rows = []
@@ -40,6 +40,7 @@ def test_match_writes_a_row_per_input_row_and_counts_reasons(
     code = main(["match", "--gtfs", str(feed), "--pings", str(pings), "--out", str(out), "-q"])
 
     assert code == 0
+    assert list((tmp_path / "cache" / "bus-tracker").glob("network-*.pickle"))
     with out.open() as handle:
         result = list(csv.DictReader(handle))
     assert len(result) == len(rows)

@@ -130,6 +130,7 @@ class Matcher:
             for p in net.patterns
         ]
         self._pattern_start = [net.runs.start_s[p.runs] for p in net.patterns]
+        self._latest_end_s = float(net.runs.end_s.max()) if len(net.runs) else 0.0
         block_ids: dict[str, int] = {}
         trip_block = [block_ids.setdefault(t.block_id, len(block_ids)) if t.block_id else -1
                       for t in net.trips]  # fmt: skip
@@ -252,6 +253,8 @@ class Matcher:
         today = net.local_date(ping.timestamp)
         for day in (today - dt.timedelta(days=1), today):
             s = ping.timestamp - net.day_origin(day)
+            if s > self._latest_end_s + cfg.max_late_s:
+                continue  # no run of that service day is still out
             active = net.active_runs(day)
             for shape_idx, along, offset, heading, sx, sy in snapped:
                 for p in net.patterns_of_shape.get(shape_idx, ()):

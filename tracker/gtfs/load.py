@@ -47,7 +47,11 @@ log = logging.getLogger(__name__)
 # Bump when the prepared format or the preparation changes, so stale caches are not used.
 NETWORK_FORMAT = 3
 REQUIRED_TABLES = ("agency", "routes", "trips", "stops", "stop_times")
-DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bus-tracker"
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/bus-tracker`, else `~/.cache/bus-tracker` (read when called)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bus-tracker"
 
 
 def feed_hash(path: Path) -> str:
@@ -63,8 +67,15 @@ def feed_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_network(path: Path, *, cache_dir: Path | None = DEFAULT_CACHE_DIR) -> Network:
-    """The prepared network of a GTFS feed, from the on-disk cache when possible."""
+def load_network(path: Path, *, cache_dir: Path | None = None, use_cache: bool = True) -> Network:
+    """The prepared network of a GTFS feed, from the on-disk cache when possible.
+
+    `cache_dir` defaults to `default_cache_dir()`; `use_cache=False` always builds afresh.
+    """
+    if use_cache and cache_dir is None:
+        cache_dir = default_cache_dir()
+    if not use_cache:
+        cache_dir = None
     if not path.exists():
         raise FeedError(str(path), "no such file or folder; pass a GTFS .zip or folder")
     key = feed_hash(path)
@@ -639,4 +650,4 @@ def _col(df: pd.DataFrame | None, name: str) -> list[str]:
     return [] if df is None else df[name].astype(str).tolist()
 
 
-__all__ = ["DEFAULT_CACHE_DIR", "NETWORK_FORMAT", "build_network", "feed_hash", "load_network"]
+__all__ = ["NETWORK_FORMAT", "build_network", "default_cache_dir", "feed_hash", "load_network"]
