@@ -61,8 +61,6 @@ class MatcherConfig:
     switch_end_to_start: float = -3.0  # from the end of a run to the start of another
     switch_mid_route: float = -10.0  # any other change of run
     switch_block: float = -4.0  # extra, when the new run belongs to another block
-    claimed: float = 0.0  # extra, when another vehicle was running the new run lately
-    claim_ttl_s: float = 600.0
     schedule_weight: float = 0.15  # weight of the delay prior per 30 s on a run
     miss_cost: float = -6.0  # a hypothesis with no candidate this ping (outlier, detour)
     max_misses: int = 10  # after this many misses in a row a hypothesis is dropped
@@ -135,8 +133,6 @@ class Matcher:
         trip_block = [block_ids.setdefault(t.block_id, len(block_ids)) if t.block_id else -1
                       for t in net.trips]  # fmt: skip
         self._run_block: list[int] = [trip_block[t] for t in net.runs.trip_idx.tolist()]
-        # Which vehicle runs which (run, service day), and when it was last seen doing so.
-        self._claims: dict[tuple[int, dt.date], tuple[str, float]] = {}
 
     # --- public ------------------------------------------------------------------------------
 
@@ -351,7 +347,7 @@ class Matcher:
         ended_block = self._run_block[ended[0].run] if ended else -1
         for c in candidates:
             fit = self._fit(ping, c)
-            prior = self._prior(c) + self._claim_cost(ping, c)
+            prior = self._prior(c)
             if not previous:
                 offer(Hypothesis(c.run, c.day, c.along_m, c.delay_s, prior + fit))
                 continue
@@ -399,14 +395,6 @@ class Matcher:
         ranked = sorted(new.values(), key=lambda h: h.score, reverse=True)
         floor = ranked[0].score - cfg.keep_score_margin
         return tuple(h for h in ranked[: cfg.keep_hypotheses] if h.score >= floor)
-
-    def _claim_cost(self, ping: Ping, c: _Candidate) -> float:
-        claim = self._claims.get((c.run, c.day))
-        if claim is None or claim[0] == ping.vehicle_id:
-            return 0.0
-        if ping.timestamp - claim[1] > self.config.claim_ttl_s:
-            return 0.0
-        return self.config.claimed
 
     def _has_ended(self, h: Hypothesis) -> bool:
         return (
@@ -516,7 +504,6 @@ class Matcher:
         cfg = self.config
         net = self.network
         self.states[ping.vehicle_id] = VehicleState(ping.timestamp, hypotheses, given_trip)
-        self._claims[(best.run, best.day)] = (ping.vehicle_id, ping.timestamp)
         run = best.run
         trip = net.trips[int(net.runs.trip_idx[run])]
         sx, sy = net.point_at(trip.shape_idx, best.along_m)
