@@ -56,6 +56,7 @@ class MatcherConfig:
     backtrack_scale_m: float = 30.0
     max_speed_mps: float = 30.0
     terminal_zone_m: float = 300.0  # "near the start / end" of a run
+    arrival_zone_m: float = 60.0  # this close to its last stop a run has arrived
     start_zone_m: float = 300.0  # buses may move this far before departing without being early
     switch_block_next: float = -0.5  # from the end of a run to its block's next run
     switch_end_to_start: float = -3.0  # from the end of a run to the start of another
@@ -402,7 +403,7 @@ class Matcher:
         )
 
     def _next_in_block(self, h: Hypothesis) -> int | None:
-        if h.waiting or h.along_m < self._run_last_stop[h.run] - self.config.backtrack_tolerance_m:
+        if h.waiting or h.along_m < self._run_last_stop[h.run] - self.config.arrival_zone_m:
             return None
         nxt = int(self.network.runs.next_in_block[h.run])
         return nxt if nxt >= 0 else None
