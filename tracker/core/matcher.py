@@ -115,9 +115,7 @@ class Matcher:
 
     def __post_init__(self) -> None:
         net = self.network
-        self._run_shape: list[int] = list(
-            np.array([net.patterns[p].shape_idx for p in net.runs.pattern_idx]).tolist()
-        )
+        self._run_shape = [net.patterns[p].shape_idx for p in net.runs.pattern_idx.tolist()]
         self._run_first_stop = np.array(
             [net.patterns[p].stop_dist_m[0] for p in net.runs.pattern_idx.tolist()]
         )
@@ -206,7 +204,7 @@ class Matcher:
                 )
 
         if ping.trip_id is not None:
-            believed, why = self._believe_trip(ping, x, y, snapped, previous, dt_s)
+            believed, why = self._believe_trip(ping, x, y, snapped, previous)
             if believed is not None:
                 return self._finish(ping, x, y, (believed,), believed, given_trip=True,
                                     off_route=False, reason=None)  # fmt: skip
@@ -432,7 +430,6 @@ class Matcher:
         y: float,
         snapped: list[tuple[int, float, float, float, float, float]],
         previous: tuple[Hypothesis, ...],
-        dt_s: float,
     ) -> tuple[Hypothesis | None, tuple[Reason, str] | None]:
         """The ping's own trip_id, checked against the schedule and the shape."""
         cfg = self.config
