@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracker.core.model import Match, Ping, Reason, State, rejected
-from tracker.core.network import Network, angle_diff_deg, schedule_at
+from tracker.core.network import FloatArray, Network, angle_diff_deg, schedule_at
 from tracker.core.validate import clean_hints, validate_ping
 
 
@@ -91,6 +91,10 @@ class VehicleState:
     last_timestamp: float
     hypotheses: tuple[Hypothesis, ...]  # best first
     given_trip: bool = False
+
+
+Snapped = tuple[int, float, float, float, float, float]
+"""One pass of a shape near a ping: (shape_idx, along_m, offset_m, heading_deg, x_m, y_m)."""
 
 
 @dataclass(slots=True)
@@ -152,29 +156,38 @@ class Matcher:
             lat = np.array([p.lat for p in cleaned])
             lon = np.array([p.lon for p in cleaned])
             x, y = net.project(lat, lon)
-            snaps = net.snap(x, y, radius_m=self.config.snap_radius_m)
-            bounds = np.searchsorted(snaps.point, np.arange(len(cleaned) + 1))
+            # Pings that continue a believed trip_id are located on that trip's shape alone;
+            # the others are snapped to every shape nearby, in one query for the batch.
+            followed = np.array([self._follows_given_trip(p) for p in cleaned], dtype=np.bool_)
+            to_snap = np.flatnonzero(~followed)
+            all_snapped = self._snap(x[to_snap], y[to_snap])
+            snapped_of = dict(zip(to_snap.tolist(), all_snapped, strict=True))
             for j, (i, ping) in enumerate(zip(usable, cleaned, strict=True)):
-                lo, hi = int(bounds[j]), int(bounds[j + 1])
-                snapped = [
-                    (int(snaps.shape_idx[k]), float(snaps.along_m[k]), float(snaps.offset_m[k]),
-                     float(snaps.heading_deg[k]), float(snaps.x_m[k]), float(snaps.y_m[k]))
-                    for k in range(lo, hi)
-                ]  # fmt: skip
-                results[i] = self._match_one(ping, float(x[j]), float(y[j]), snapped)
+                results[i] = self._match_one(ping, float(x[j]), float(y[j]), snapped_of.get(j))
         out = [r for r in results if r is not None]
         assert len(out) == len(pings)
         return self._add_latlon(out)
 
+    def _snap(self, x: FloatArray, y: FloatArray) -> list[list[Snapped]]:
+        """Every shape pass near each point, as plain tuples per point."""
+        snaps = self.network.snap(x, y, radius_m=self.config.snap_radius_m)
+        bounds = np.searchsorted(snaps.point, np.arange(len(x) + 1)).tolist()
+        rows = list(zip(snaps.shape_idx.tolist(), snaps.along_m.tolist(), snaps.offset_m.tolist(),
+                        snaps.heading_deg.tolist(), snaps.x_m.tolist(), snaps.y_m.tolist(),
+                        strict=True))  # fmt: skip
+        return [rows[bounds[j] : bounds[j + 1]] for j in range(len(x))]
+
+    def _follows_given_trip(self, ping: Ping) -> bool:
+        state = self.states.get(ping.vehicle_id)
+        if ping.trip_id is None or state is None or not state.given_trip:
+            return False
+        run = state.hypotheses[0].run
+        return self.network.trips[int(self.network.runs.trip_idx[run])].trip_id == ping.trip_id
+
     # --- one ping -------------------------------------------------------------------------------
 
-    def _match_one(
-        self,
-        ping: Ping,
-        x: float,
-        y: float,
-        snapped: list[tuple[int, float, float, float, float, float]],
-    ) -> Match:
+    def _match_one(self, ping: Ping, x: float, y: float, snapped: list[Snapped] | None) -> Match:
+        """One ping; `snapped` is None when it was not snapped (it follows a given trip)."""
         cfg = self.config
         net = self.network
         state = self.states.get(ping.vehicle_id)
@@ -204,11 +217,13 @@ class Matcher:
                 )
 
         if ping.trip_id is not None:
-            believed, why = self._believe_trip(ping, x, y, snapped, previous)
+            believed, why = self._believe_trip(ping, x, y, snapped or [], previous)
             if believed is not None:
                 return self._finish(ping, x, y, (believed,), believed, given_trip=True,
                                     off_route=False, reason=None)  # fmt: skip
             hint_reason = why
+        if snapped is None:
+            snapped = self._snap(np.array([x]), np.array([y]))[0]
 
         candidates = self._candidates(ping, snapped, route_filter)
         hypotheses = self._step(ping, x, y, candidates, previous, dt_s)
@@ -237,7 +252,7 @@ class Matcher:
     def _candidates(
         self,
         ping: Ping,
-        snapped: list[tuple[int, float, float, float, float, float]],
+        snapped: list[Snapped],
         route_filter: int | None,
     ) -> list[_Candidate]:
         cfg = self.config
@@ -428,7 +443,7 @@ class Matcher:
         ping: Ping,
         x: float,
         y: float,
-        snapped: list[tuple[int, float, float, float, float, float]],
+        snapped: list[Snapped],
         previous: tuple[Hypothesis, ...],
     ) -> tuple[Hypothesis | None, tuple[Reason, str] | None]:
         """The ping's own trip_id, checked against the schedule and the shape."""
@@ -450,6 +465,13 @@ class Matcher:
             along, offset = min(passes, key=lambda p: abs(p[0] - prev.along_m))
         elif passes:
             along, offset = min(passes, key=lambda p: p[1])
+        elif prev is not None:  # near where the vehicle was, then anywhere on the shape
+            dt_s = ping.timestamp - self.states[ping.vehicle_id].last_timestamp
+            reach = cfg.max_speed_mps * dt_s + cfg.snap_radius_m
+            along, offset = net.locate_on_shape(shape_idx, x, y, from_m=prev.along_m - reach,
+                                                to_m=prev.along_m + reach)  # fmt: skip
+            if offset > cfg.trip_hint_max_offset_m:
+                along, offset = net.locate_on_shape(shape_idx, x, y)
         else:
             along, offset = net.locate_on_shape(shape_idx, x, y)
         if offset > cfg.trip_hint_max_offset_m:
@@ -457,33 +479,43 @@ class Matcher:
                 Reason.TRIP_MISMATCH,
                 f"ping is {offset:.0f} m from the shape of trip {ping.trip_id!r}",
             )
-        today = net.local_date(ping.timestamp)
-        best: Hypothesis | None = None
-        for day in (today, today - dt.timedelta(days=1)):
-            active = net.active_runs(day)
-            s = ping.timestamp - net.day_origin(day)
-            for run in net.runs_of_trip.get(trip_idx, ()):
-                if not active[run]:
-                    continue
-                sched = net.scheduled_time_s(run, along)
-                delay = s - sched
-                exact = bool(net.runs.exact_times[run])
-                at_start = along <= self._run_first_stop[run] + cfg.start_zone_m
-                early_s = cfg.max_wait_s if at_start else cfg.max_early_s
-                if exact and not (-early_s <= delay <= cfg.max_late_s * 2):
-                    continue
-                if not exact and not (
-                    -net.runs.headway_s[run] / 2 <= delay < net.runs.headway_s[run] / 2
-                ):
-                    continue
-                if best is None or abs(delay) < abs(best.delay_s):
-                    best = Hypothesis(run, day, along, delay if exact else math.nan, 0.0)
+        best = None
+        if prev is not None:  # the same run as before, usually
+            best = self._best_run_of_trip(ping, along, ((prev.day, prev.run),))
+        if best is None:
+            today = net.local_date(ping.timestamp)
+            runs = net.runs_of_trip.get(trip_idx, [])
+            choices = [(day, run) for day in (today, today - dt.timedelta(days=1)) for run in runs]
+            best = self._best_run_of_trip(ping, along, choices)
         if best is None:
             return None, (
                 Reason.TRIP_NOT_RUNNING,
                 f"trip {ping.trip_id!r} is not scheduled around this time",
             )
         return best, None
+
+    def _best_run_of_trip(
+        self, ping: Ping, along: float, choices: Sequence[tuple[dt.date, int]]
+    ) -> Hypothesis | None:
+        """Of a trip's (service day, run) pairs, the one whose schedule fits the ping best."""
+        cfg = self.config
+        net = self.network
+        best: Hypothesis | None = None
+        for day, run in choices:
+            if not net.active_runs(day)[run]:
+                continue
+            delay = ping.timestamp - net.day_origin(day) - net.scheduled_time_s(run, along)
+            exact = bool(net.runs.exact_times[run])
+            if exact:
+                at_start = along <= self._run_first_stop[run] + cfg.start_zone_m
+                early_s = cfg.max_wait_s if at_start else cfg.max_early_s
+                if not -early_s <= delay <= cfg.max_late_s * 2:
+                    continue
+            elif not -net.runs.headway_s[run] / 2 <= delay < net.runs.headway_s[run] / 2:
+                continue
+            if best is None or abs(delay) < abs(best.delay_s):
+                best = Hypothesis(run, day, along, delay if exact else math.nan, 0.0)
+        return best
 
     # --- output ---------------------------------------------------------------------------------
 

@@ -198,9 +198,18 @@ class Network:
         """Every pass of every shape within `radius_m` of each point, nearest spot per pass."""
         return self._segments.snap(x_m, y_m, radius_m)
 
-    def locate_on_shape(self, shape_idx: int, x_m: float, y_m: float) -> tuple[float, float]:
-        """(along_m, offset_m) of the nearest spot on one shape, however far."""
-        return self._segments.locate_on_shape(shape_idx, x_m, y_m)
+    def locate_on_shape(
+        self,
+        shape_idx: int,
+        x_m: float,
+        y_m: float,
+        *,
+        from_m: float = -math.inf,
+        to_m: float = math.inf,
+    ) -> tuple[float, float]:
+        """(along_m, offset_m) of the nearest spot on one shape (between two distances along it,
+        if given), however far."""
+        return self._segments.locate_on_shape(shape_idx, x_m, y_m, from_m, to_m)
 
     def point_at(self, shape_idx: int, along_m: float) -> tuple[float, float]:
         """Projected (x, y) of the spot `along_m` metres along a shape."""
@@ -330,8 +339,14 @@ class _SegmentIndex:
             y_m=cy[pick],
         )
 
-    def locate_on_shape(self, shape_idx: int, x: float, y: float) -> tuple[float, float]:
-        seg = np.arange(self.first_seg[shape_idx], self.first_seg[shape_idx + 1])
+    def locate_on_shape(
+        self, shape_idx: int, x: float, y: float, from_m: float, to_m: float
+    ) -> tuple[float, float]:
+        first, end = int(self.first_seg[shape_idx]), int(self.first_seg[shape_idx + 1])
+        dist0 = self.dist0[first:end]
+        lo = max(int(np.searchsorted(dist0, from_m, side="right")) - 1, 0)
+        hi = max(int(np.searchsorted(dist0, to_m, side="right")), lo + 1)
+        seg = np.arange(first + lo, first + hi)
         t, offset, _, _ = self._project(seg, np.full(len(seg), x), np.full(len(seg), y))
         best = int(np.argmin(offset))
         return float(self.dist0[seg[best]] + t[best] * self.length[seg[best]]), float(offset[best])
