@@ -120,12 +120,13 @@ class Matcher:
     def __post_init__(self) -> None:
         net = self.network
         self._run_shape = [net.patterns[p].shape_idx for p in net.runs.pattern_idx.tolist()]
-        self._run_first_stop = np.array(
-            [net.patterns[p].stop_dist_m[0] for p in net.runs.pattern_idx.tolist()]
-        )
-        self._run_last_stop = np.array(
-            [net.patterns[p].stop_dist_m[-1] for p in net.runs.pattern_idx.tolist()]
-        )
+        # Plain lists: read one element at a time per candidate, where numpy indexing is slow.
+        self._run_first_stop = [
+            float(net.patterns[p].stop_dist_m[0]) for p in net.runs.pattern_idx.tolist()
+        ]
+        self._run_last_stop = [
+            float(net.patterns[p].stop_dist_m[-1]) for p in net.runs.pattern_idx.tolist()
+        ]
         self._pattern_max_duration = [
             float((p.arrival_s[:, -1] - p.departure_s[:, 0]).max()) if len(p.runs) else 0.0
             for p in net.patterns
@@ -217,7 +218,7 @@ class Matcher:
                 )
 
         if ping.trip_id is not None:
-            believed, why = self._believe_trip(ping, x, y, snapped or [], previous)
+            believed, why = self._believe_trip(ping, x, y, snapped or [], previous, dt_s)
             if believed is not None:
                 return self._finish(ping, x, y, (believed,), believed, given_trip=True,
                                     off_route=False, reason=None)  # fmt: skip
@@ -273,8 +274,7 @@ class Matcher:
                     lo = int(
                         np.searchsorted(starts, s - cfg.max_late_s - self._pattern_max_duration[p])
                     )
-                    at_start = along <= pattern.stop_dist_m[0] + cfg.terminal_zone_m
-                    early_s = cfg.max_wait_s if at_start else cfg.max_early_s
+                    early_s = self._max_early_s(float(pattern.stop_dist_m[0]), along)
                     hi = int(np.searchsorted(starts, s + early_s, side="right"))
                     if hi <= lo:
                         continue
@@ -303,10 +303,20 @@ class Matcher:
                         )
         return out
 
+    def _max_early_s(self, first_stop_m: float, along_m: float) -> float:
+        """How early a run may be: long at its first stop, where buses wait to depart."""
+        cfg = self.config
+        return cfg.max_wait_s if along_m <= first_stop_m + cfg.start_zone_m else cfg.max_early_s
+
+    def _gps_fit(self, offset_m: float) -> float:
+        """Score of a fix `offset_m` from where it should be: Gaussian, with an outlier floor."""
+        cfg = self.config
+        return max(-0.5 * (offset_m / cfg.gps_sigma_m) ** 2, cfg.gps_floor)
+
     def _fit(self, ping: Ping, c: _Candidate) -> float:
         """How well one fix fits a candidate: distance to the shape, and bearing."""
         cfg = self.config
-        score = max(-0.5 * (c.offset_m / cfg.gps_sigma_m) ** 2, cfg.gps_floor)
+        score = self._gps_fit(c.offset_m)
         if ping.bearing_deg is not None and (
             ping.speed_mps is None or ping.speed_mps >= cfg.min_speed_for_bearing_mps
         ):
@@ -381,7 +391,7 @@ class Matcher:
             # A vehicle at the end of its run waits there for the next run of its block.
             waiting_for = h.run if h.waiting else self._next_in_block(h)
             if waiting_for is not None:
-                start_m = float(self._run_first_stop[waiting_for])
+                start_m = self._run_first_stop[waiting_for]
                 delay = ping.timestamp - self._departure_epoch(waiting_for, h.day)
                 if delay >= -cfg.max_wait_s:
                     cost = 0.0 if h.waiting else cfg.switch_block_next
@@ -390,8 +400,7 @@ class Matcher:
                     else:
                         spot = self.network.point_at(self._run_shape[h.run], h.along_m)
                     start = self.network.point_at(self._run_shape[waiting_for], start_m)
-                    offset = min(math.dist((x, y), spot), math.dist((x, y), start))
-                    fit = max(-0.5 * (offset / cfg.gps_sigma_m) ** 2, cfg.gps_floor)
+                    fit = self._gps_fit(min(math.dist((x, y), spot), math.dist((x, y), start)))
                     late = schedule_weight * min(0.0, -delay / cfg.late_scale_s)
                     offer(Hypothesis(waiting_for, h.day, start_m, delay,
                                      h.score + cost + fit + late, waiting=True,
@@ -445,6 +454,7 @@ class Matcher:
         y: float,
         snapped: list[Snapped],
         previous: tuple[Hypothesis, ...],
+        dt_s: float,
     ) -> tuple[Hypothesis | None, tuple[Reason, str] | None]:
         """The ping's own trip_id, checked against the schedule and the shape."""
         cfg = self.config
@@ -466,7 +476,6 @@ class Matcher:
         elif passes:
             along, offset = min(passes, key=lambda p: p[1])
         elif prev is not None:  # near where the vehicle was, then anywhere on the shape
-            dt_s = ping.timestamp - self.states[ping.vehicle_id].last_timestamp
             reach = cfg.max_speed_mps * dt_s + cfg.snap_radius_m
             along, offset = net.locate_on_shape(shape_idx, x, y, from_m=prev.along_m - reach,
                                                 to_m=prev.along_m + reach)  # fmt: skip
@@ -507,8 +516,7 @@ class Matcher:
             delay = ping.timestamp - net.day_origin(day) - net.scheduled_time_s(run, along)
             exact = bool(net.runs.exact_times[run])
             if exact:
-                at_start = along <= self._run_first_stop[run] + cfg.start_zone_m
-                early_s = cfg.max_wait_s if at_start else cfg.max_early_s
+                early_s = self._max_early_s(self._run_first_stop[run], along)
                 if not -early_s <= delay <= cfg.max_late_s * 2:
                     continue
             elif not -net.runs.headway_s[run] / 2 <= delay < net.runs.headway_s[run] / 2:
@@ -544,7 +552,7 @@ class Matcher:
             state = State.OFF_ROUTE
         elif (best.along_m <= self._run_first_stop[run] + cfg.start_zone_m
               and not best.delay_s > 0) or (
-                best.along_m >= self._run_last_stop[run] - cfg.backtrack_tolerance_m):  # fmt: skip
+                best.along_m >= self._run_last_stop[run] - cfg.arrival_zone_m):  # fmt: skip
             state = State.LAYOVER
         else:
             state = State.IN_SERVICE
