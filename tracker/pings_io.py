@@ -190,11 +190,15 @@ def _read_jsonl(path: Path) -> Iterator[Ping | BadRow]:
             except ValueError as e:
                 yield BadRow(number, None, None, Reason.MALFORMED, f"line {number}: not JSON ({e})")
                 continue
-            if not isinstance(obj, dict):
-                detail = f"line {number}: expected a JSON object, got {type(obj).__name__}"
-                yield BadRow(number, None, None, Reason.MALFORMED, detail)
-                continue
-            yield _decode(obj, _GENERIC, number, "line", "key")
+            yield decode_json_record(obj, number, "line")
+
+
+def decode_json_record(obj: object, number: int = 1, unit: str = "message") -> Ping | BadRow:
+    """Decode one JSON value in the generic layout (the MQTT payload and JSONL line format)."""
+    if not isinstance(obj, dict):
+        detail = f"{unit} {number}: expected a JSON object, got {type(obj).__name__}"
+        return BadRow(number, None, None, Reason.MALFORMED, detail)
+    return _decode(obj, _GENERIC, number, unit, "key")
 
 
 def _read_pb(files: Sequence[Path], *, name_files: bool) -> Iterator[Ping | BadRow]:

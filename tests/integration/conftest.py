@@ -1,0 +1,3 @@
+from tests.integration.servers import mosquitto, postgres_server, postgres_url
+
+__all__ = ["mosquitto", "postgres_server", "postgres_url"]
