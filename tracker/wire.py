@@ -81,9 +81,7 @@ def encode_ping(ping: Ping) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def decode_ping(
-    topic: str, payload: bytes, prefix: str = DEFAULT_TOPIC_PREFIX
-) -> Ping | WireError:
+def decode_ping(topic: str, payload: bytes, prefix: str = DEFAULT_TOPIC_PREFIX) -> Ping | WireError:
     """Decode one MQTT message; never raises."""
     vehicle_id = vehicle_of_topic(topic, prefix)
     if vehicle_id is None:

@@ -19,4 +19,5 @@ def test_mosquitto_restarts_on_same_port(mosquitto: Mosquitto) -> None:
     mosquitto.stop()
     mosquitto.start()
     wait_for_port(mosquitto.port)
-    assert mosquitto.process is not None and mosquitto.process.poll() is None
+    assert mosquitto.process is not None
+    assert mosquitto.process.poll() is None
