@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pgserver
 import pytest
+from pgserver.postgres_server import PostgresServer, get_server
 
 
 def free_port() -> int:
@@ -84,8 +84,8 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pgserver.PostgresServer]:
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
     try:
         yield server
     finally:
@@ -93,7 +93,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pgserv
 
 
 @pytest.fixture
-def postgres_url(postgres_server: pgserver.PostgresServer) -> str:
+def postgres_url(postgres_server: PostgresServer) -> str:
     """A URL to a fresh, empty database on the session's PostgreSQL server."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     postgres_server.psql(f"CREATE DATABASE {name};")
