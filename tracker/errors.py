@@ -28,3 +28,7 @@ class FeedError(TrackerError):
 
 class PingFileError(TrackerError, ValueError):
     """A ping file cannot be read (unknown format, missing columns, unreadable)."""
+
+
+class StoreError(TrackerError):
+    """The database cannot be reached or used; the message names the URL (password masked)."""

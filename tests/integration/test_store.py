@@ -1,0 +1,530 @@
+"""The PostgreSQL store against a real PostgreSQL (a fresh database per test) and the embedded
+server that `tracker demo` runs."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from tests.integration.servers import free_port
+from tracker.core.model import Match, Ping, Reason, State, rejected
+from tracker.errors import StoreError
+from tracker.store import Store, VehicleRow, mask_password, migrations, open_store, upgrade
+from tracker.store.embedded import embedded_postgres
+from tracker.store.postgres import HISTORY_SQL, MIGRATIONS_LOCK_KEY
+
+pytestmark = pytest.mark.integration
+
+MAY_1 = datetime(2024, 5, 1, tzinfo=UTC).timestamp()
+DAY_S = 86_400.0
+RECEIVED_S = MAY_1 + 10 * DAY_S
+
+
+def ping(vehicle_id: str, t: float, lat: float = 33.57, lon: float = -7.59, **hints: str) -> Ping:
+    return Ping(
+        vehicle_id=vehicle_id,
+        timestamp=t,
+        lat=lat,
+        lon=lon,
+        speed_mps=5.0,
+        bearing_deg=90.0,
+        accuracy_m=8.0,
+        route_id=hints.get("route_id"),
+        trip_id=hints.get("trip_id"),
+    )
+
+
+def in_service(p: Ping, route_id: str = "R1", state: State = State.IN_SERVICE) -> Match:
+    return Match(
+        vehicle_id=p.vehicle_id,
+        timestamp=p.timestamp,
+        state=state,
+        route_id=route_id,
+        trip_id=f"{route_id}_0615",
+        service_date="20240501",
+        direction_id=1,
+        shape_id=f"{route_id}_shape",
+        shape_dist_m=1234.5,
+        snapped_lat=p.lat + 1e-5,
+        snapped_lon=p.lon - 1e-5,
+        offset_m=1.5,
+        delay_s=-42.0,
+        headway_s=None,
+    )
+
+
+def matched(*pings: Ping, route_id: str = "R1") -> list[tuple[Ping, Match]]:
+    return [(p, in_service(p, route_id)) for p in pings]
+
+
+@pytest.fixture
+async def store(postgres_url: str) -> AsyncIterator[Store]:
+    async with open_store(postgres_url) as opened:
+        yield opened
+
+
+async def partitions(url: str) -> list[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        records = await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'positions'::regclass ORDER BY 1"
+        )
+    finally:
+        await conn.close()
+    return [record["relname"] for record in records]
+
+
+def times(rows: Sequence[VehicleRow]) -> list[float]:
+    return [row.observed_at_s for row in rows]
+
+
+# --- migrations -----------------------------------------------------------------------------
+
+
+async def test_upgrade_applies_each_migration_once(postgres_url: str) -> None:
+    names = [migration.name for migration in migrations()]
+    assert names[0] == "0001_positions"
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        assert await upgrade(conn) == names
+        assert await upgrade(conn) == []
+        assert [r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")] == names
+    finally:
+        await conn.close()
+
+
+async def test_two_upgrades_at_once_apply_each_migration_once(postgres_url: str) -> None:
+    holder, first, second = [await asyncpg.connect(postgres_url) for _ in range(3)]
+    try:
+        # Hold the migrations lock so that both upgrades are surely waiting at the same time.
+        await holder.execute("SELECT pg_advisory_lock($1)", MIGRATIONS_LOCK_KEY)
+        upgrades = [asyncio.create_task(upgrade(conn)) for conn in (first, second)]
+        for _ in range(100):
+            waiting = await holder.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            if waiting == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert waiting == 2
+        await holder.execute("SELECT pg_advisory_unlock($1)", MIGRATIONS_LOCK_KEY)
+        results = await asyncio.gather(*upgrades)
+        assert sorted(results, key=len) == [[], [m.name for m in migrations()]]
+        assert await holder.fetchval("SELECT count(*) FROM schema_migrations") == len(migrations())
+    finally:
+        for conn in (holder, first, second):
+            await conn.close()
+
+
+async def test_is_ready_once_migrated(postgres_url: str) -> None:
+    async with open_store(postgres_url, apply_migrations=False) as store:
+        assert not await store.is_ready()
+        assert await store.upgrade() == [m.name for m in migrations()]
+        assert await store.is_ready()
+    async with open_store(postgres_url) as store:  # migrates on open: nothing left to do
+        assert await store.upgrade() == []
+        assert await store.is_ready()
+
+
+# --- writing and reading --------------------------------------------------------------------
+
+
+async def test_a_batch_is_readable_through_latest_trail_and_history(store: Store) -> None:
+    pings = [ping("bus1", MAY_1 + 60 * i, lat=33.57 + i * 1e-3, trip_id="given") for i in range(3)]
+    pings.append(ping("bus2", MAY_1 + 30, lat=33.6))
+    result = await store.write_batch(matched(*pings), received_at_s=RECEIVED_S)
+    assert (result.stored, result.duplicates, result.skipped_rejected) == (4, 0, 0)
+
+    expected = VehicleRow(
+        vehicle_id="bus1",
+        observed_at_s=MAY_1 + 120,
+        lat=33.572,
+        lon=-7.59,
+        bearing_deg=90.0,
+        speed_mps=5.0,
+        state=State.IN_SERVICE,
+        reason=None,
+        route_id="R1",
+        trip_id="R1_0615",
+        service_date="20240501",
+        direction_id=1,
+        shape_id="R1_shape",
+        shape_dist_m=1234.5,
+        snapped_lat=33.572 + 1e-5,
+        snapped_lon=-7.59 - 1e-5,
+        offset_m=1.5,
+        delay_s=-42.0,
+        headway_s=None,
+    )
+    latest = await store.latest()
+    assert [row.vehicle_id for row in latest] == ["bus1", "bus2"]
+    assert latest[0] == expected
+
+    trail = await store.trail("bus1", since_s=MAY_1)
+    assert times(trail) == [MAY_1, MAY_1 + 60, MAY_1 + 120]
+    assert trail[-1] == expected
+    assert times(await store.trail("bus1", since_s=MAY_1, limit=2)) == [MAY_1 + 60, MAY_1 + 120]
+
+    history = await store.history(start_s=MAY_1, end_s=MAY_1 + 120)
+    assert [(r.vehicle_id, r.observed_at_s) for r in history] == [
+        ("bus1", MAY_1),
+        ("bus2", MAY_1 + 30),
+        ("bus1", MAY_1 + 60),
+    ]
+    assert times(await store.history(start_s=MAY_1, end_s=MAY_1 + 1e6, vehicle_id="bus2")) == [
+        MAY_1 + 30
+    ]
+    assert len(await store.history(start_s=MAY_1, end_s=MAY_1 + 1e6, limit=2)) == 2
+    assert await store.history_bounds() == (MAY_1, MAY_1 + 120)
+
+
+async def test_the_raw_fields_and_receive_time_are_stored(store: Store, postgres_url: str) -> None:
+    p = ping("bus1", MAY_1 + 0.25, route_id="R9", trip_id="T9")
+    # Text PostgreSQL cannot hold, as JSON can carry it: replaced rather than failing the batch.
+    odd = ping("bus2", MAY_1, route_id="R\x00", trip_id="T\ud800")
+    result = await store.write_batch(matched(p, odd), received_at_s=RECEIVED_S)
+    assert result.stored == 2
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        row, odd_row = await conn.fetch(
+            "SELECT observed_at, received_at, accuracy_m, route_id_given, trip_id_given "
+            "FROM positions ORDER BY vehicle_id"
+        )
+    finally:
+        await conn.close()
+    assert row["observed_at"] == datetime(2024, 5, 1, 0, 0, 0, 250_000, tzinfo=UTC)
+    assert row["received_at"].timestamp() == RECEIVED_S
+    assert (row["accuracy_m"], row["route_id_given"], row["trip_id_given"]) == (8.0, "R9", "T9")
+    assert (odd_row["route_id_given"], odd_row["trip_id_given"]) == ("R\ufffd", "T?")
+
+
+async def test_duplicates_are_stored_once_and_counted(store: Store) -> None:
+    first = ping("bus1", MAY_1, lat=33.5)
+    again = ping("bus1", MAY_1, lat=34.0)  # same vehicle and time: the first one wins
+    nearly = ping("bus1", MAY_1 + 1e-7, lat=35.0)  # the same time once stored (microseconds)
+    other = ping("bus2", MAY_1, lat=33.5)
+    result = await store.write_batch(matched(first, again, nearly, other), received_at_s=MAY_1)
+    assert (result.stored, result.duplicates) == (2, 2)
+
+    later = ping("bus1", MAY_1 + 10)
+    result = await store.write_batch(matched(again, later), received_at_s=MAY_1)
+    assert (result.stored, result.duplicates) == (1, 1)
+
+    history = await store.history(start_s=MAY_1 - 1, end_s=MAY_1 + 60, vehicle_id="bus1")
+    assert [(r.observed_at_s, r.lat) for r in history] == [(MAY_1, 33.5), (MAY_1 + 10, 33.57)]
+
+
+async def test_latest_only_moves_forward(store: Store) -> None:
+    await store.write_batch(matched(ping("bus1", MAY_1 + 100, lat=33.9)), received_at_s=MAY_1)
+    # An older batch arrives late: it goes into the history, not into latest.
+    late = await store.write_batch(
+        matched(ping("bus1", MAY_1 + 50, lat=33.1), ping("bus1", MAY_1 + 60, lat=33.2)),
+        received_at_s=MAY_1,
+    )
+    assert late.stored == 2
+    [row] = await store.latest()
+    assert (row.observed_at_s, row.lat) == (MAY_1 + 100, 33.9)
+    # Within a batch, the newest position is the vehicle's latest whatever the order.
+    await store.write_batch(
+        matched(ping("bus1", MAY_1 + 300, lat=33.3), ping("bus1", MAY_1 + 200, lat=33.4)),
+        received_at_s=MAY_1,
+    )
+    [row] = await store.latest()
+    assert (row.observed_at_s, row.lat) == (MAY_1 + 300, 33.3)
+    assert len(await store.trail("bus1", since_s=0)) == 5
+
+
+async def test_rejected_matches_are_not_stored(store: Store) -> None:
+    good = ping("bus1", MAY_1)
+    bad = ping("bus1", MAY_1 + 10, lat=95.0)
+    off = ping("bus2", MAY_1)
+    items = [
+        (good, in_service(good)),
+        (bad, rejected(bad, Reason.BAD_COORDINATES, "lat 95")),
+        (off, replace(in_service(off), state=State.NOT_MATCHED, reason=Reason.NO_SHAPE_NEARBY)),
+    ]
+    result = await store.write_batch(items, received_at_s=MAY_1)
+    assert (result.stored, result.duplicates, result.skipped_rejected) == (2, 0, 1)
+    latest = await store.latest()
+    assert [(r.vehicle_id, r.observed_at_s, r.state, r.reason) for r in latest] == [
+        ("bus1", MAY_1, State.IN_SERVICE, None),
+        ("bus2", MAY_1, State.NOT_MATCHED, Reason.NO_SHAPE_NEARBY),
+    ]
+    only_rejected = await store.write_batch(items[1:2], received_at_s=MAY_1)
+    assert (only_rejected.stored, only_rejected.skipped_rejected) == (0, 1)
+
+
+async def test_latest_filters_by_route_box_and_time(store: Store) -> None:
+    await store.write_batch(
+        [
+            *matched(ping("a", MAY_1, lat=33.5, lon=-7.6), route_id="R1"),
+            *matched(ping("b", MAY_1 + 100, lat=33.6, lon=-7.5), route_id="R2"),
+            *matched(ping("c", MAY_1 + 200, lat=-17.0, lon=179.5), route_id="R3"),
+        ],
+        received_at_s=MAY_1,
+    )
+
+    async def ids(rows: Awaitable[list[VehicleRow]]) -> list[str]:
+        return [row.vehicle_id for row in await rows]
+
+    assert await ids(store.latest()) == ["a", "b", "c"]
+    assert await ids(store.latest(route_ids={"R2", "R3"})) == ["b", "c"]
+    assert await ids(store.latest(route_ids=[])) == []
+    assert await ids(store.latest(bbox=(-7.65, 33.45, -7.55, 33.55))) == ["a"]
+    assert await ids(store.latest(bbox=(-8.0, 33.0, -7.0, 34.0), route_ids=["R2"])) == ["b"]
+    # A box across the antimeridian: min_lon > max_lon.
+    assert await ids(store.latest(bbox=(179.0, -18.0, -179.0, -16.0))) == ["c"]
+    assert await ids(store.latest(since_s=MAY_1 + 100)) == ["b", "c"]
+    with pytest.raises(ValueError, match="min_lat"):
+        await store.latest(bbox=(-8.0, 34.0, -7.0, 33.0))
+
+
+async def test_history_filters_by_route(store: Store) -> None:
+    await store.write_batch(
+        [
+            *matched(ping("a", MAY_1), ping("a", MAY_1 + 20), route_id="R1"),
+            *matched(ping("b", MAY_1 + 10), route_id="R2"),
+        ],
+        received_at_s=MAY_1,
+    )
+    rows = await store.history(start_s=MAY_1, end_s=MAY_1 + 60, route_ids=["R1"])
+    assert [(r.vehicle_id, r.observed_at_s) for r in rows] == [("a", MAY_1), ("a", MAY_1 + 20)]
+    rows = await store.history(start_s=MAY_1, end_s=MAY_1 + 60, vehicle_id="a", route_ids=["R2"])
+    assert rows == []
+
+
+async def test_history_bounds_of_an_empty_history(store: Store) -> None:
+    assert await store.history_bounds() is None
+
+
+# --- partitions and retention ---------------------------------------------------------------
+
+
+async def test_a_batch_across_midnight_creates_one_partition_per_utc_day(
+    store: Store, postgres_url: str
+) -> None:
+    midnight = MAY_1 + DAY_S
+    batch = matched(*(ping("bus1", midnight + dt) for dt in (-90.0, -30.0, 0.0, 30.0)))
+    assert (await store.write_batch(batch, received_at_s=midnight)).stored == 4
+    assert await partitions(postgres_url) == ["positions_p20240501", "positions_p20240502"]
+    rows = await store.history(start_s=midnight - 60, end_s=midnight + 60)
+    assert times(rows) == [midnight - 30, midnight, midnight + 30]
+
+    # The planner reads only the partitions of the days asked for.
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        plan = "\n".join(
+            record[0]
+            for record in await conn.fetch(
+                "EXPLAIN " + HISTORY_SQL,
+                datetime.fromtimestamp(midnight + 10, UTC),
+                datetime.fromtimestamp(midnight + 20, UTC),
+                None,
+                100,
+            )
+        )
+    finally:
+        await conn.close()
+    assert "positions_p20240502" in plan
+    assert "positions_p20240501" not in plan
+
+
+async def test_retention_drops_whole_old_days_only(store: Store, postgres_url: str) -> None:
+    now_s = MAY_1 + 9 * DAY_S + 3600  # 10 May, 01:00 UTC
+    days = [0, 1, 2, 3, 8, 9]  # 1, 2, 3, 4, 9 and 10 May
+    batch = matched(*(ping("bus1", MAY_1 + day * DAY_S + 7200) for day in days))
+    await store.write_batch(batch, received_at_s=now_s)
+    assert len(await partitions(postgres_url)) == 6
+
+    # Seven days back from now is 3 May, 01:00: 1 and 2 May are wholly older, 3 May is not.
+    assert await store.apply_retention(7, now_s) == ["positions_p20240501", "positions_p20240502"]
+    assert await partitions(postgres_url) == [
+        "positions_p20240503",
+        "positions_p20240504",
+        "positions_p20240509",
+        "positions_p20240510",
+    ]
+    assert await store.apply_retention(7, now_s) == []
+    assert await store.history_bounds() == (MAY_1 + 2 * DAY_S + 7200, MAY_1 + 9 * DAY_S + 7200)
+    assert await store.drop_partitions_before(date(2024, 5, 4)) == ["positions_p20240503"]
+    with pytest.raises(ValueError, match="at least 1"):
+        await store.apply_retention(0, now_s)
+
+    # A late ping for a dropped day gets its partition again.
+    assert (await store.write_batch(batch[:1], received_at_s=now_s)).stored == 1
+    assert "positions_p20240501" in await partitions(postgres_url)
+
+
+async def test_writes_survive_another_tracker_dropping_a_cached_partition(
+    store: Store, postgres_url: str
+) -> None:
+    await store.write_batch(matched(ping("bus1", MAY_1)), received_at_s=MAY_1)
+    async with open_store(postgres_url) as other:
+        assert await other.drop_partitions_before(date(2024, 5, 2)) == ["positions_p20240501"]
+    # `store` still believes the partition exists.
+    result = await store.write_batch(matched(ping("bus1", MAY_1 + 5)), received_at_s=MAY_1)
+    assert result.stored == 1
+    assert await partitions(postgres_url) == ["positions_p20240501"]
+
+
+async def test_two_trackers_create_the_same_partitions_at_once(postgres_url: str) -> None:
+    async with open_store(postgres_url) as one, open_store(postgres_url) as two:
+        batches = [
+            matched(
+                *(ping(f"{name}{i}", MAY_1 + day * DAY_S) for day in range(5) for i in range(3))
+            )
+            for name in ("x", "y")
+        ]
+        results = await asyncio.gather(
+            one.write_batch(batches[0], received_at_s=MAY_1),
+            two.write_batch(batches[1], received_at_s=MAY_1),
+        )
+    assert [r.stored for r in results] == [15, 15]
+    assert len(await partitions(postgres_url)) == 5
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+async def test_an_unreachable_database_names_the_url_and_the_setting() -> None:
+    url = f"postgresql://tracker:s3cret@127.0.0.1:{free_port()}/tracker"
+    with pytest.raises(StoreError) as caught:
+        await Store.open(url)
+    message = str(caught.value)
+    assert f"postgresql://tracker:***@127.0.0.1:{url.split(':')[3]}" in message
+    assert "TRACKER_DATABASE_URL" in message
+    assert "s3cret" not in message
+
+
+async def test_a_missing_database_names_it(postgres_url: str) -> None:
+    parts = urlsplit(postgres_url)
+    url = urlunsplit(parts._replace(path="/no_such_database"))
+    with pytest.raises(StoreError, match=r"no_such_database.*does not exist"):
+        await Store.open(url)
+
+
+async def test_a_malformed_url_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="mysql://me:\\*\\*\\*@db/x"):
+        await Store.open("mysql://me:pw@db/x")
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+        (
+            "postgresql://u@h/db?password=pw&sslmode=require",
+            "postgresql://u@h/db?password=***&sslmode=require",
+        ),
+        (
+            "postgresql://postgres:@/tracker?host=/tmp/x",
+            "postgresql://postgres:@/tracker?host=/tmp/x",
+        ),
+        ("host=h password=pw dbname=x", "host=h password=*** dbname=x"),
+    ],
+)
+def test_mask_password(url: str, masked: str) -> None:
+    assert mask_password(url) == masked
+
+
+# --- the embedded server --------------------------------------------------------------------
+
+
+def process_running(pid: int) -> bool:
+    """True while the process exists and is not a zombie (Linux /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+
+
+def socket_path(url: str) -> Path:
+    host = urlsplit(url).query.removeprefix("host=")
+    return next(Path(host).glob(".s.PGSQL.*"))
+
+
+async def assert_stopped(data_dir: Path, pid: int, socket: Path, url: str) -> None:
+    deadline = time.monotonic() + 10
+    while process_running(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not process_running(pid)
+    assert not (data_dir / "postmaster.pid").exists()
+    assert not socket.exists()
+    with pytest.raises(FileNotFoundError):  # the socket is gone
+        await asyncpg.connect(url)
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data directory for the embedded server, outside pytest's temporary directories.
+
+    Run as root, pgserver runs postgres as user `pgserver` and opens the parent directories to it;
+    but every pytest session starting meanwhile (say, a colleague's) resets pytest's base temporary
+    directory to 0700, which would lock postgres out.
+    """
+    parent = Path(tempfile.mkdtemp(prefix="tracker-test-pg-"))
+    try:
+        yield parent / "pg"
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+async def test_embedded_postgres_serves_and_stops(data_dir: Path) -> None:
+    async with embedded_postgres(data_dir) as url:
+        assert urlsplit(url).path == "/tracker"
+        pid, socket = postmaster_pid(data_dir), socket_path(url)
+        assert process_running(pid)
+        store = await Store.open(url)
+        await store.write_batch(matched(ping("bus1", MAY_1)), received_at_s=MAY_1)
+    try:
+        await assert_stopped(data_dir, pid, socket, url)
+        with pytest.raises(StoreError, match="unavailable"):
+            await store.latest()
+    finally:
+        await store.close()
+
+
+async def test_embedded_postgres_keeps_data_and_stops_on_cancellation(data_dir: Path) -> None:
+    async with embedded_postgres(data_dir) as url, open_store(url) as store:
+        await store.write_batch(matched(ping("bus1", MAY_1)), received_at_s=MAY_1)
+    # A run that died without cleaning up leaves its pid among pgserver's handles; that must not
+    # keep the next run from stopping the server.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    handles = data_dir / ".handle_pids.json"
+    handles.write_text(f"[{dead.pid}]")
+
+    started: asyncio.Queue[str] = asyncio.Queue()
+
+    async def demo() -> None:
+        async with embedded_postgres(data_dir) as url:
+            await started.put(url)
+            await asyncio.sleep(3600)
+
+    task = asyncio.create_task(demo())
+    url = await asyncio.wait_for(started.get(), timeout=60)
+    pid, socket = postmaster_pid(data_dir), socket_path(url)
+    async with open_store(url) as store:
+        assert [row.vehicle_id for row in await store.latest()] == ["bus1"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await assert_stopped(data_dir, pid, socket, url)
