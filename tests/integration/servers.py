@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -84,12 +85,16 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+def postgres_server() -> Iterator[PostgresServer]:
+    # Not under pytest's tmp_path: as root, pgserver runs postgres as its own user, and every
+    # pytest session resets /tmp/pytest-of-root to mode 0700, which would lock that user out.
+    directory = Path(tempfile.mkdtemp(prefix="tracker-test-pg-"))
+    server = get_server(directory, cleanup_mode="stop")
     try:
         yield server
     finally:
         server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
