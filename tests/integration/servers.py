@@ -7,6 +7,7 @@ stopped when the test (or session) ends.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -56,6 +57,9 @@ class Mosquitto:
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
+            # As root Mosquitto would drop to user mosquitto, which cannot write in a test's
+            # private temporary directory: no log, and no persistence across a restart.
+            f"{'user root' if os.geteuid() == 0 else ''}\n"
             "persistence true\n"
             f"persistence_location {self.directory}/\n"
             "max_queued_messages 100000\n"
