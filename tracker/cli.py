@@ -19,6 +19,7 @@ def _match(args: argparse.Namespace) -> int:
         args.pings,
         args.out,
         ignore_trip_ids=args.ignore_trip_ids,
+        live=args.live,
         batch_size=args.batch_size,
         progress=not args.quiet,
     )
@@ -52,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--ignore-trip-ids",
         action="store_true",
         help="drop trip and route ids from the input so that everything is inferred",
+    )
+    match.add_argument(
+        "--live",
+        action="store_true",
+        help=(
+            "answer each ping as the live service does, from the pings before it only "
+            "(streams with little memory); by default pings are matched with hindsight"
+        ),
     )
     match.add_argument("--batch-size", type=int, default=500, help=argparse.SUPPRESS)
     match.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -1,9 +1,14 @@
 """`tracker match`: match a file of recorded pings against a GTFS feed (schedule adherence).
 
-Pings are matched in file order, as if they arrived live, in batches of `batch_size`. The clock
-used to reject timestamps from the future is the later of the wall clock and the newest
-accepted timestamp so far plus `max_jump_s`, so a recorded day replays with its own time while a
-ping dated days ahead of the rest is still rejected.
+By default each ping is answered with hindsight (`tracker.core.hindsight`): the whole file is
+read, each vehicle's path is decided with what came after each ping, and no trip is given to
+two vehicles at once. This holds the file in memory (about 1 KB per ping). With `live=True`
+pings are matched in file order, in batches of `batch_size`, exactly as the live service
+answers them, streaming with little memory.
+
+Either way the clock used to reject timestamps from the future is the later of the wall clock
+and the newest plausible timestamp so far plus `max_jump_s`, so a recorded day replays with its
+own time while a ping dated days ahead of the rest is still rejected.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tracker.core.matcher import Matcher
-from tracker.core.model import Match, Ping, State
+from tracker.core.hindsight import match_recorded
+from tracker.core.matcher import Matcher, MatcherConfig
+from tracker.core.model import Match, Ping
 from tracker.gtfs.load import load_network
 from tracker.pings_io import BadRow, MatchWriter, bad_row_match, read_pings
 
@@ -30,6 +36,12 @@ class MatchSummary:
     by_state: Counter[str] = field(default_factory=Counter)
     by_reason: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+
+    def count(self, result: Match) -> None:
+        self.pings += 1
+        self.by_state[result.state.value] += 1
+        if result.reason is not None:
+            self.by_reason[result.reason.value] += 1
 
     def lines(self) -> list[str]:
         rate = self.pings / self.seconds if self.seconds > 0 else 0.0
@@ -58,36 +70,67 @@ def match_file(
     out: Path,
     *,
     ignore_trip_ids: bool = False,
+    live: bool = False,
     batch_size: int = 500,
     max_jump_s: float = 6 * 3600.0,
     progress: bool = True,
 ) -> MatchSummary:
     """Match every ping of `pings` and write one CSV row per input record to `out`."""
     network = load_network(gtfs)
-    matcher = Matcher(network)
     summary = MatchSummary()
-    newest = 0.0
     started = time.perf_counter()
     records = read_pings(pings, ignore_trip_ids=ignore_trip_ids)
     with (
         MatchWriter(out) as writer,
         tqdm(unit=" pings", disable=not progress, desc="matching") as bar,
     ):
-        for batch in _batches(records, batch_size):
-            now = max(time.time(), newest + max_jump_s)
-            good = [r for r in batch if isinstance(r, Ping)]
-            matched = iter(matcher.match_batch(good, now=now))
+
+        def emit(batch: list[Ping | BadRow], matches: list[Match]) -> None:
+            matched = iter(matches)
             for record in batch:
-                result: Match = (
-                    bad_row_match(record) if isinstance(record, BadRow) else next(matched)
-                )
+                result = bad_row_match(record) if isinstance(record, BadRow) else next(matched)
                 writer.write(result)
-                summary.pings += 1
-                summary.by_state[result.state.value] += 1
-                if result.reason is not None:
-                    summary.by_reason[result.reason.value] += 1
-                if result.state is not State.REJECTED:
-                    newest = max(newest, result.timestamp)
-            bar.update(len(batch))
+                summary.count(result)
+
+        if live:
+            matcher = Matcher(network)
+            clock = _Clock(max_jump_s)
+            for batch in _batches(records, batch_size):
+                good = [r for r in batch if isinstance(r, Ping)]
+                now = clock.now()
+                emit(batch, matcher.match_batch(good, now=now))
+                clock.saw(p.timestamp for p in good if p.timestamp <= now + _MAX_FUTURE_S)
+                bar.update(len(batch))
+        else:
+            everything = list(records)
+            good = [r for r in everything if isinstance(r, Ping)]
+            clock = _Clock(max_jump_s)
+            nows = []
+            for ping in good:
+                nows.append(clock.now())
+                if ping.timestamp <= nows[-1] + _MAX_FUTURE_S:
+                    clock.saw((ping.timestamp,))
+            bar.total = len(everything)
+            emit(everything, match_recorded(network, good, nows, progress=bar.update))
+            bar.update(len(everything) - len(good))
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+_MAX_FUTURE_S = MatcherConfig().max_future_s
+
+
+class _Clock:
+    """The clock a recorded file is replayed with: max(wall clock, newest seen + max_jump_s)."""
+
+    def __init__(self, max_jump_s: float) -> None:
+        self.max_jump_s = max_jump_s
+        self.newest_s = 0.0
+
+    def now(self) -> float:
+        return max(time.time(), self.newest_s + self.max_jump_s)
+
+    def saw(self, timestamps: Iterable[float]) -> None:
+        for ts in timestamps:
+            if ts == ts:  # not NaN
+                self.newest_s = max(self.newest_s, ts)

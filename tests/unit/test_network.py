@@ -228,6 +228,31 @@ def test_two_directions_blocks_chain_in_start_order(two_directions: Network) -> 
     assert chain == blk1
 
 
+def test_trips_with_a_blank_block_id_are_in_no_block(tmp_path: Path) -> None:
+    source = feeds.two_directions_feed(tmp_path)
+    blank = {"B_N_0600", "B_S_0600"}
+    feed = tmp_path / "blank_blocks.zip"
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(feed, "w") as zout:
+        for name in zin.namelist():
+            text = zin.read(name).decode()
+            if name == "trips.txt":
+                lines = text.splitlines()
+                header = lines[0].split(",")
+                rows = [line.split(",") for line in lines[1:]]
+                for cells in rows:
+                    if cells[header.index("trip_id")] in blank:
+                        cells[header.index("block_id")] = ""
+                text = "\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n"
+            zout.writestr(name, text)
+    net = build_network(feed)
+    for trip_id in blank:
+        run = _run(net, trip_id)
+        assert net.trips[int(net.runs.trip_idx[run])].block_id == ""
+        assert net.runs.next_in_block[run] == NO_INDEX
+    # The other trips of the blocks still chain.
+    assert net.runs.next_in_block[_run(net, "B_S_0612")] == _run(net, "B_N_0624")
+
+
 def test_two_directions_headings_on_the_same_street(two_directions: Network) -> None:
     snapped = _snap(two_directions, 0.0, 1500.0)
     heading = {

@@ -57,8 +57,11 @@ class MatcherConfig:
     max_speed_mps: float = 30.0
     terminal_zone_m: float = 300.0  # "near the start / end" of a run
     arrival_zone_m: float = 60.0  # this close to its last stop a run has arrived
+    layover_radius_m: float = 800.0  # between runs a bus may move this far from the terminal
+    layover_roaming_fit: float = 0.0  # the score of a fix anywhere within that radius
+    arrived_cost: float = -0.5  # per ping, for staying on a run after arriving at its end
     start_zone_m: float = 300.0  # buses may move this far before departing without being early
-    switch_block_next: float = -0.5  # from the end of a run to its block's next run
+    switch_block_next: float = 0.0  # from the end of a run to its block's next run
     switch_end_to_start: float = -3.0  # from the end of a run to the start of another
     switch_mid_route: float = -10.0  # any other change of run
     switch_block: float = -4.0  # extra, when the new run belongs to another block
@@ -70,6 +73,7 @@ class MatcherConfig:
     forget_after_s: float = 30 * 60.0  # a silent vehicle is matched afresh
     trip_hint_max_offset_m: float = 200.0  # a given trip_id is believed within this distance
     max_future_s: float = 300.0
+    keep_paths: bool = False  # hypotheses link to their parents, for smoothing after the fact
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,8 @@ class Hypothesis:
     misses: int = 0  # pings in a row with no candidate on this run
     waiting: bool = False  # at the end of the block's previous run, waiting to start this one
     wait_spot: tuple[float, float] = (math.nan, math.nan)  # where it waits (projected x, y)
+    at_s: float = math.nan  # timestamp of the ping this hypothesis explains
+    parent: Hypothesis | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +122,15 @@ class Matcher:
     network: Network
     config: MatcherConfig = field(default_factory=MatcherConfig)
     states: dict[str, VehicleState] = field(default_factory=dict)
+    # Runs a vehicle may not be matched to during a time span (another vehicle runs them):
+    # vehicle_id -> {(run, service day): [(from_s, to_s), ...]}.
+    exclusions: dict[str, dict[tuple[int, dt.date], list[tuple[float, float]]]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         net = self.network
+        self.path_ends: dict[str, list[Hypothesis]] = {}
         self._run_shape = [net.patterns[p].shape_idx for p in net.runs.pattern_idx.tolist()]
         # Plain lists: read one element at a time per candidate, where numpy indexing is slow.
         self._run_first_stop = [
@@ -140,14 +152,19 @@ class Matcher:
 
     # --- public ------------------------------------------------------------------------------
 
-    def match_batch(self, pings: Sequence[Ping], *, now: float) -> list[Match]:
-        """Match pings in arrival order. `now` (epoch s) bounds how far ahead a timestamp may be."""
+    def match_batch(self, pings: Sequence[Ping], *, now: float | Sequence[float]) -> list[Match]:
+        """Match pings in arrival order.
+
+        `now` (epoch s) bounds how far ahead a timestamp may be: one clock for the batch, or one
+        per ping (a recorded file replays with the clock of each ping's arrival).
+        """
         net = self.network
+        nows = [now] * len(pings) if isinstance(now, float | int) else now
         results: list[Match | None] = [None] * len(pings)
         usable: list[int] = []
         cleaned: list[Ping] = []
-        for i, ping in enumerate(pings):
-            problem = validate_ping(ping, now=now, max_future_s=self.config.max_future_s)
+        for i, (ping, now_i) in enumerate(zip(pings, nows, strict=True)):
+            problem = validate_ping(ping, now=now_i, max_future_s=self.config.max_future_s)
             if problem is not None:
                 results[i] = rejected(ping, *problem)
                 continue
@@ -229,6 +246,8 @@ class Matcher:
         candidates = self._candidates(ping, snapped, route_filter)
         hypotheses = self._step(ping, x, y, candidates, previous, dt_s)
         if not hypotheses:
+            if cfg.keep_paths:
+                self._end_path(ping.vehicle_id)
             self.states[ping.vehicle_id] = VehicleState(ping.timestamp, ())
             if hint_reason is None:
                 hint_reason = (
@@ -360,8 +379,16 @@ class Matcher:
         schedule_weight = cfg.schedule_weight * min(dt_s, 120.0) / 30.0
 
         new: dict[tuple[int, dt.date], Hypothesis] = {}
+        now_s = ping.timestamp
+        keep = cfg.keep_paths
+
+        excluded = self.exclusions.get(ping.vehicle_id)
 
         def offer(h: Hypothesis) -> None:
+            if excluded is not None and any(
+                t0 <= now_s <= t1 for t0, t1 in excluded.get((h.run, h.day), ())
+            ):
+                return
             key = self._key(h.run, h.day)
             old = new.get(key)
             if old is None or h.score > old.score:
@@ -373,19 +400,24 @@ class Matcher:
             fit = self._fit(ping, c)
             prior = self._prior(c)
             if not previous:
-                offer(Hypothesis(c.run, c.day, c.along_m, c.delay_s, prior + fit))
+                offer(Hypothesis(c.run, c.day, c.along_m, c.delay_s, prior + fit, at_s=now_s))
                 continue
             block = self._run_block[c.run]
-            options = [best_prev + cfg.switch_mid_route + prior
-                       + (cfg.switch_block if block != prev_block else 0.0)]  # fmt: skip
-            if c.along_m <= self._run_first_stop[c.run] + cfg.terminal_zone_m:
-                options.append(best_ended + cfg.switch_end_to_start + prior
-                               + (cfg.switch_block if block != ended_block else 0.0))  # fmt: skip
+            # (score before this ping, the hypothesis it comes from)
+            mid_route = cfg.switch_mid_route + (cfg.switch_block if block != prev_block else 0.0)
+            options = [(best_prev + mid_route + prior, previous[0])]
+            if ended and c.along_m <= self._run_first_stop[c.run] + cfg.terminal_zone_m:
+                to_start = cfg.switch_end_to_start + (
+                    cfg.switch_block if block != ended_block else 0.0
+                )
+                options.append((best_ended + to_start + prior, ended[0]))
             same = by_key.get(self._key(c.run, c.day))
             if same is not None:
-                options.append(same.score + self._continue_cost(same, c, dt_s))
-            score = max(options) + fit + schedule_weight * prior
-            offer(Hypothesis(c.run, c.day, c.along_m, c.delay_s, score))
+                options.append((same.score + self._continue_cost(same, c, dt_s), same))
+            best_score, parent = max(options, key=lambda o: o[0])
+            score = best_score + fit + schedule_weight * prior
+            offer(Hypothesis(c.run, c.day, c.along_m, c.delay_s, score, at_s=now_s,
+                             parent=parent if keep else None))  # fmt: skip
 
         for h in previous:
             # A vehicle at the end of its run waits there for the next run of its block.
@@ -400,17 +432,22 @@ class Matcher:
                     else:
                         spot = self.network.point_at(self._run_shape[h.run], h.along_m)
                     start = self.network.point_at(self._run_shape[waiting_for], start_m)
-                    fit = self._gps_fit(min(math.dist((x, y), spot), math.dist((x, y), start)))
+                    away_m = min(math.dist((x, y), spot), math.dist((x, y), start))
+                    fit = self._gps_fit(away_m)
+                    if away_m <= cfg.layover_radius_m:
+                        fit = max(fit, cfg.layover_roaming_fit)
                     late = schedule_weight * min(0.0, -delay / cfg.late_scale_s)
                     offer(Hypothesis(waiting_for, h.day, start_m, delay,
                                      h.score + cost + fit + late, waiting=True,
-                                     wait_spot=spot))  # fmt: skip
+                                     wait_spot=spot, at_s=now_s,
+                                     parent=h if keep else None))  # fmt: skip
             # Runs with no candidate this ping are carried forward (an outlier, a detour).
             key = self._key(h.run, h.day)
             if key not in new and h.misses < cfg.max_misses and not h.waiting:
                 delay = h.delay_s + dt_s if not math.isnan(h.delay_s) else h.delay_s
                 offer(Hypothesis(h.run, h.day, h.along_m, delay, h.score + cfg.miss_cost,
-                                 h.misses + 1))  # fmt: skip
+                                 h.misses + 1, at_s=now_s,
+                                 parent=h if keep else None))  # fmt: skip
         if not new:
             return ()
         # Scores are path log-likelihoods; only their differences matter, so they are not
@@ -438,9 +475,13 @@ class Matcher:
         cfg = self.config
         moved = c.along_m - prev.along_m
         cost = 0.0
+        if prev.along_m >= self._run_last_stop[prev.run] - cfg.arrival_zone_m:
+            cost += cfg.arrived_cost  # an arrived run gives way to the block's next one
         if moved < -cfg.backtrack_tolerance_m:
             cost -= (-moved - cfg.backtrack_tolerance_m) / cfg.backtrack_scale_m
         reach = cfg.max_speed_mps * dt_s + cfg.backtrack_tolerance_m
+        if prev.waiting:  # it waited anywhere near the terminal, not exactly at the first stop
+            reach += cfg.layover_radius_m
         if moved > reach:
             cost -= (moved - reach) / cfg.backtrack_scale_m
         return cost
@@ -501,6 +542,8 @@ class Matcher:
                 Reason.TRIP_NOT_RUNNING,
                 f"trip {ping.trip_id!r} is not scheduled around this time",
             )
+        if cfg.keep_paths and previous:
+            best = dataclasses.replace(best, parent=previous[0])
         return best, None
 
     def _best_run_of_trip(
@@ -522,7 +565,9 @@ class Matcher:
             elif not -net.runs.headway_s[run] / 2 <= delay < net.runs.headway_s[run] / 2:
                 continue
             if best is None or abs(delay) < abs(best.delay_s):
-                best = Hypothesis(run, day, along, delay if exact else math.nan, 0.0)
+                best = Hypothesis(
+                    run, day, along, delay if exact else math.nan, 0.0, at_s=ping.timestamp
+                )
         return best
 
     # --- output ---------------------------------------------------------------------------------
@@ -539,9 +584,28 @@ class Matcher:
         off_route: bool,
         reason: tuple[Reason, str] | None,
     ) -> Match:
+        if self.config.keep_paths and best.parent is None:
+            self._end_path(ping.vehicle_id)
+        self.states[ping.vehicle_id] = VehicleState(ping.timestamp, hypotheses, given_trip)
+        template = Match(
+            vehicle_id=ping.vehicle_id,
+            timestamp=ping.timestamp,
+            state=State.IN_SERVICE,
+            reason=reason[0] if reason else None,
+            detail=reason[1] if reason else None,
+            trip_id_given=given_trip,
+        )
+        return self._describe(template, x, y, best, off_route=off_route)
+
+    def _describe(
+        self, template: Match, x: float, y: float, best: Hypothesis, *, off_route: bool
+    ) -> Match:
+        """`template` filled in from hypothesis `best` for a ping at projected (x, y).
+
+        The snapped point is left in metres; `_add_latlon` converts a batch at once.
+        """
         cfg = self.config
         net = self.network
-        self.states[ping.vehicle_id] = VehicleState(ping.timestamp, hypotheses, given_trip)
         run = best.run
         trip = net.trips[int(net.runs.trip_idx[run])]
         sx, sy = net.point_at(trip.shape_idx, best.along_m)
@@ -557,25 +621,63 @@ class Matcher:
         else:
             state = State.IN_SERVICE
         headway = float(net.runs.headway_s[run])
-        return Match(
-            vehicle_id=ping.vehicle_id,
-            timestamp=ping.timestamp,
+        return dataclasses.replace(
+            template,
             state=state,
-            reason=reason[0] if reason else None,
-            detail=reason[1] if reason else None,
             route_id=net.routes[trip.route_idx].route_id,
             trip_id=trip.trip_id,
             service_date=best.day.strftime("%Y%m%d"),
             direction_id=trip.direction_id if trip.direction_id >= 0 else None,
             shape_id=net.shapes[trip.shape_idx].shape_id,
             shape_dist_m=best.along_m,
-            snapped_lat=sx,  # metres for now; converted in one batch by _add_latlon
+            snapped_lat=sx,
             snapped_lon=sy,
             offset_m=offset,
             delay_s=None if math.isnan(best.delay_s) else best.delay_s,
             headway_s=None if math.isnan(headway) else headway,
-            trip_id_given=given_trip,
         )
+
+    # --- hindsight (keep_paths) -------------------------------------------------------------
+
+    def _end_path(self, vehicle_id: str) -> None:
+        """The vehicle's current path ends here (it was lost, or restarts afresh): keep its tip."""
+        state = self.states.get(vehicle_id)
+        if state is not None and state.hypotheses:
+            self.path_ends.setdefault(vehicle_id, []).append(state.hypotheses[0])
+
+    def best_paths(self, vehicle_id: str) -> list[Hypothesis]:
+        """With `keep_paths`: the tips of the vehicle's paths so far, oldest first.
+
+        Following `parent` from a tip gives, for every ping on that path, the hypothesis that
+        best explains the whole path in hindsight (which may differ from what was answered live).
+        """
+        tips = list(self.path_ends.get(vehicle_id, ()))
+        state = self.states.get(vehicle_id)
+        if state is not None and state.hypotheses:
+            tips.append(state.hypotheses[0])
+        return tips
+
+    def relabel(
+        self, matches: Sequence[Match], pings: Sequence[Ping], path: Sequence[Hypothesis]
+    ) -> list[Match]:
+        """`matches` of one vehicle's `pings` re-described by hypotheses of `path` (by time)."""
+        by_time = {h.at_s: h for h in path}
+        out = list(matches)
+        todo = [i for i, m in enumerate(matches)
+                if m.state is not State.REJECTED and m.timestamp in by_time]  # fmt: skip
+        if not todo:
+            return out
+        lat = np.array([pings[i].lat for i in todo])
+        lon = np.array([pings[i].lon for i in todo])
+        x, y = self.network.project(lat, lon)
+        described = [
+            self._describe(matches[i], float(x[k]), float(y[k]), by_time[matches[i].timestamp],
+                           off_route=by_time[matches[i].timestamp].misses > 0)
+            for k, i in enumerate(todo)
+        ]  # fmt: skip
+        for i, m in zip(todo, self._add_latlon(described), strict=True):
+            out[i] = m
+        return out
 
     def _add_latlon(self, matches: list[Match]) -> list[Match]:
         """Convert the snapped points of a batch from metres to degrees in one call."""

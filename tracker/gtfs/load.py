@@ -45,7 +45,7 @@ from tracker.errors import FeedError
 log = logging.getLogger(__name__)
 
 # Bump when the prepared format or the preparation changes, so stale caches are not used.
-NETWORK_FORMAT = 3
+NETWORK_FORMAT = 4
 REQUIRED_TABLES = ("agency", "routes", "trips", "stops", "stop_times")
 
 
@@ -638,7 +638,10 @@ def _services_by_date(feed: Any, service_index: dict[str, int]) -> dict[str, fro
 
 
 def _present(value: object) -> bool:
-    return value is not None and not (isinstance(value, float) and np.isnan(value))
+    """False for None, NaN, pandas' NA and NaT, and blank text."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return False
+    return not (value is pd.NA or value is pd.NaT or (isinstance(value, float) and np.isnan(value)))
 
 
 def _text(row: Any, name: str) -> str:

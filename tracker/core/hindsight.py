@@ -1,0 +1,169 @@
+"""Hindsight for recorded pings: each vehicle's best path, and no two vehicles on one trip.
+
+Live, the matcher answers each ping as it arrives, from what came before (a filter). Over a
+recorded day what came after is known too, so `match_recorded` answers with hindsight:
+
+1. Each vehicle's pings are matched in order with `keep_paths`, so every hypothesis links to
+   the one it came from. Following the links back from the best final hypothesis gives the best
+   explanation of the whole path (Viterbi backtracking): the first pings of a trip, answered
+   with the wrong run live, are corrected once the rest of the trip shows which run it was.
+2. A trip is run by one vehicle. Where two vehicles' paths use the same run at the same time
+   (a bus 12 minutes late on its own block looks exactly like another block's bus on time),
+   each is matched again without that run for that time; the one that loses less by giving it
+   up does so, unless that only moves the conflict onto a third vehicle. A few rounds settle it.
+
+Pure, like the matcher: values in, values out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tracker.core.matcher import Hypothesis, Matcher, MatcherConfig
+from tracker.core.model import Match, Ping
+from tracker.core.network import Network
+
+RunKey = tuple[int, dt.date]  # (run, service day)
+Exclusions = dict[RunKey, list[tuple[float, float]]]
+
+MIN_CONFLICT_S = 120.0  # two vehicles on one run for less than this is a terminal hand-over
+EXCLUSION_MARGIN_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class VehiclePath:
+    """One vehicle's answers in hindsight, with what the conflict check needs."""
+
+    matches: list[Match]
+    score: float  # log-likelihood of the best path (sum over its separate stretches)
+    spans: dict[RunKey, tuple[float, float]]  # first and last ping time on each run, in service
+
+
+def match_recorded(
+    network: Network,
+    pings: Sequence[Ping],
+    nows: Sequence[float],
+    *,
+    config: MatcherConfig | None = None,
+    max_rounds: int = 6,
+    progress: Callable[[int], object] | None = None,
+) -> list[Match]:
+    """One `Match` per ping, in input order, with hindsight. `nows[i]` is ping i's clock.
+
+    `progress`, if given, is called with the number of pings done after each vehicle's first
+    pass (the conflict rounds after it are short).
+    """
+    config = dataclasses.replace(config or MatcherConfig(), keep_paths=True)
+    by_vehicle: dict[str, list[int]] = defaultdict(list)
+    for i, ping in enumerate(pings):
+        by_vehicle[ping.vehicle_id].append(i)
+
+    def rematch(vehicle_id: str, exclusions: Exclusions) -> VehiclePath:
+        idx = by_vehicle[vehicle_id]
+        return match_vehicle(
+            network, config, [pings[i] for i in idx], [nows[i] for i in idx], exclusions
+        )
+
+    paths: dict[str, VehiclePath] = {}
+    for vehicle_id, idx in by_vehicle.items():
+        paths[vehicle_id] = rematch(vehicle_id, {})
+        if progress is not None:
+            progress(len(idx))
+    exclusions: dict[str, Exclusions] = defaultdict(dict)
+    for _ in range(max_rounds):
+        settled: set[str] = set()
+        for key, v1, v2 in _conflicts(paths):
+            if v1 in settled or v2 in settled:
+                continue
+            trials: dict[str, tuple[VehiclePath, Exclusions]] = {}
+            for v in (v1, v2):
+                start_s, end_s = paths[v].spans[key]
+                excluded = {k: list(spans) for k, spans in exclusions[v].items()}
+                excluded.setdefault(key, []).append(
+                    (start_s - EXCLUSION_MARGIN_S, end_s + EXCLUSION_MARGIN_S)
+                )
+                trials[v] = (rematch(v, excluded), excluded)
+            by_loss = sorted((v1, v2), key=lambda v: paths[v].score - trials[v][0].score)
+            for loser in by_loss:
+                trial, excluded = trials[loser]
+                if not _adds_conflicts(paths, loser, trial):
+                    paths[loser] = trial
+                    exclusions[loser] = excluded
+                    settled.add(loser)
+                    break
+        if not settled:
+            break
+
+    out: list[Match | None] = [None] * len(pings)
+    for vehicle_id, idx in by_vehicle.items():
+        for i, match in zip(idx, paths[vehicle_id].matches, strict=True):
+            out[i] = match
+    return [m for m in out if m is not None]
+
+
+def match_vehicle(
+    network: Network,
+    config: MatcherConfig,
+    pings: Sequence[Ping],
+    nows: Sequence[float],
+    exclusions: Exclusions,
+) -> VehiclePath:
+    """Match one vehicle's pings (in time order) and answer each from its best path."""
+    matcher = Matcher(network, config)
+    if pings and exclusions:
+        matcher.exclusions[pings[0].vehicle_id] = exclusions
+    live = matcher.match_batch(pings, now=nows)
+    tips = matcher.best_paths(pings[0].vehicle_id) if pings else []
+    path: dict[float, Hypothesis] = {}
+    for tip in reversed(tips):
+        node: Hypothesis | None = tip
+        while node is not None and node.at_s not in path:
+            path[node.at_s] = node
+            node = node.parent
+    spans: dict[RunKey, tuple[float, float]] = {}
+    for h in path.values():
+        if h.waiting or h.misses:
+            continue
+        key = (h.run, h.day)
+        start_s, end_s = spans.get(key, (h.at_s, h.at_s))
+        spans[key] = (min(start_s, h.at_s), max(end_s, h.at_s))
+    return VehiclePath(
+        matches=matcher.relabel(live, pings, list(path.values())),
+        score=sum(h.score for h in tips),
+        spans=spans,
+    )
+
+
+def _conflicts(paths: dict[str, VehiclePath]) -> list[tuple[RunKey, str, str]]:
+    """Pairs of vehicles on one run at once, the longest overlap first."""
+    on_run: dict[RunKey, list[tuple[str, float, float]]] = defaultdict(list)
+    for vehicle_id, path in paths.items():
+        for key, (start_s, end_s) in path.spans.items():
+            on_run[key].append((vehicle_id, start_s, end_s))
+    found: list[tuple[float, RunKey, str, str]] = []
+    for key, users in on_run.items():
+        for a, (v1, s1, e1) in enumerate(users):
+            for v2, s2, e2 in users[a + 1 :]:
+                overlap_s = min(e1, e2) - max(s1, s2)
+                if overlap_s > MIN_CONFLICT_S:
+                    found.append((overlap_s, key, v1, v2))
+    found.sort(key=lambda f: -f[0])
+    return [(key, v1, v2) for _, key, v1, v2 in found]
+
+
+def _adds_conflicts(paths: dict[str, VehiclePath], vehicle_id: str, trial: VehiclePath) -> bool:
+    """Would `trial` put `vehicle_id` on a run another vehicle holds, where it was not before?"""
+    before = paths[vehicle_id].spans
+    for key, (s1, e1) in trial.spans.items():
+        if key in before:
+            continue
+        for other, path in paths.items():
+            span = path.spans.get(key)
+            overlaps = span is not None and min(e1, span[1]) - max(s1, span[0]) > MIN_CONFLICT_S
+            if other != vehicle_id and overlaps:
+                return True
+    return False
