@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from tracker.errors import TrackerError
+from tracker.settings import SettingsError
 
 
 def _match(args: argparse.Namespace) -> int:
@@ -26,6 +28,76 @@ def _match(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line)
     print(f"wrote {args.out}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tracker.app import create_app
+    from tracker.settings import load_settings
+
+    settings = load_settings(
+        broker_url=args.broker_url,
+        database_url=args.database_url,
+        gtfs=args.gtfs,
+        http_host=args.host,
+        http_port=args.port,
+        batch_interval_s=args.batch_interval_s,
+        retention_days=args.retention_days,
+        share_group=args.share_group,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="debug" if args.verbose else "info",
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tracker.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        host=args.host,
+        port=args.port,
+        vehicles=args.vehicles,
+        broker_url=args.broker_url,
+        database_url=args.database_url,
+        simulate=not args.no_simulator,
+        **({"gtfs": args.gtfs} if args.gtfs is not None else {}),
+    )
+    try:
+        asyncio.run(run_demo(options))
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, once all is stopped
+        print("demo stopped")
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tracker.settings import ENV_PREFIX
+    from tracker.store.postgres import Store, mask_password
+
+    url = args.database_url or os.environ.get(ENV_PREFIX + "DATABASE_URL")
+    if not url:
+        raise SettingsError(f"{ENV_PREFIX}DATABASE_URL is not set (or pass --database-url)")
+
+    async def upgrade() -> list[str]:
+        store = await Store.open(url, apply_migrations=False)
+        try:
+            return await store.upgrade()
+        finally:
+            await store.close()
+
+    applied = asyncio.run(upgrade())
+    print(
+        f"{mask_password(url)}: " + (f"applied {', '.join(applied)}" if applied else "up to date")
+    )
     return 0
 
 
@@ -65,6 +137,47 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("--batch-size", type=int, default=500, help=argparse.SUPPRESS)
     match.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     match.set_defaults(handler=_match)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the live service: MQTT in, PostgreSQL, HTTP API, websocket and map",
+        description=(
+            "Run the live tracker. Settings come from TRACKER_* environment variables (see "
+            ".env.example); these flags override them."
+        ),
+    )
+    serve.add_argument("--broker-url", help="MQTT broker (TRACKER_BROKER_URL)")
+    serve.add_argument("--database-url", help="PostgreSQL (TRACKER_DATABASE_URL)")
+    serve.add_argument("--gtfs", type=Path, help="GTFS feed (TRACKER_GTFS)")
+    serve.add_argument("--host", help="HTTP host (TRACKER_HTTP_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (TRACKER_HTTP_PORT, default 8000)")
+    serve.add_argument("--batch-interval-s", type=float, help="micro-batch interval (0.2)")
+    serve.add_argument("--retention-days", type=int, help="days of history kept (30)")
+    serve.add_argument("--share-group", help="MQTT 5 shared subscription group")
+    serve.set_defaults(handler=_serve)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the whole system on this machine: embedded broker and database, simulated buses",
+        description=(
+            "Start an embedded MQTT broker and PostgreSQL (unless URLs are given), the bundled "
+            "feed, the simulator and the live map at http://127.0.0.1:8000. Ctrl-C stops all."
+        ),
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--vehicles", type=int, default=1500, help="simulated buses in the day")
+    demo.add_argument("--gtfs", type=Path, help="another feed instead of the bundled one")
+    demo.add_argument("--broker-url", help="use this broker instead of the embedded one")
+    demo.add_argument("--database-url", help="use this database instead of the embedded one")
+    demo.add_argument("--no-simulator", action="store_true", help="serve without moving buses")
+    demo.set_defaults(handler=_demo)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply the schema migrations")
+    upgrade.add_argument("--database-url", help="PostgreSQL (TRACKER_DATABASE_URL)")
+    upgrade.set_defaults(handler=_db_upgrade)
     return parser
 
 

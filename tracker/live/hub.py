@@ -41,7 +41,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tracker.core.model import State
@@ -304,8 +304,15 @@ class Hub:
     """Latest vehicle states, the clients subscribed to them, and the tick that feeds them."""
 
     def __init__(
-        self, *, tick_s: float = 0.5, client_queue_size: int = 4, stuck_after_s: float = 30.0
+        self,
+        *,
+        tick_s: float = 0.5,
+        client_queue_size: int = 4,
+        stuck_after_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`clock` gives `server_time_s` (epoch s): the service's clock, which a demo or a
+        replay of a past day may set apart from the wall clock."""
         if not tick_s > 0:
             raise ValueError(f"tick_s must be > 0, got {tick_s}")
         if client_queue_size < 1:
@@ -315,12 +322,13 @@ class Hub:
         self.tick_s = tick_s
         self.client_queue_size = client_queue_size
         self.stuck_after_s = stuck_after_s
+        self._clock = clock
         self._vehicles: dict[str, LiveVehicle] = {}  # as of the last tick: what clients were told
         self._changes: Changes = {}  # since the last tick
         self._groups: dict[Subscription, set[Client]] = {}
         self._snapshots: dict[Subscription, str] = {}  # valid until the next tick
         self._json: dict[str, tuple[LiveVehicle, dict[str, JsonValue]]] = {}
-        self._state_time_s = time.time()
+        self._state_time_s = self._clock()
         self._next_client_id = 1
         self._running = False
         self._closed = False
@@ -397,6 +405,17 @@ class Hub:
                 self._leave_group(client)
                 client._close(CLOSE_GOING_AWAY, "server shutting down")
 
+    def vehicles(self) -> dict[str, LiveVehicle]:
+        """A copy of the latest state of every vehicle, by id: as of the last tick with the
+        changes published since then applied (for HTTP reads; clients keep getting ticks)."""
+        current = dict(self._vehicles)
+        for vehicle_id, vehicle in self._changes.items():
+            if vehicle is None:
+                current.pop(vehicle_id, None)
+            else:
+                current[vehicle_id] = vehicle
+        return current
+
     def stats(self) -> HubStats:
         return HubStats(
             clients=sum(len(clients) for clients in self._groups.values()),
@@ -454,7 +473,7 @@ class Hub:
         self._ticks += 1
         self._close_stuck_clients(time.monotonic())
         changes, self._changes = self._changes, {}
-        self._state_time_s = time.time()
+        self._state_time_s = self._clock()
         self._snapshots.clear()
         effective: list[tuple[str, LiveVehicle | None, LiveVehicle | None]] = []
         for vehicle_id, new in changes.items():

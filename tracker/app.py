@@ -1,0 +1,159 @@
+"""The live service as a FastAPI app: `create_app(settings)`.
+
+The lifespan owns every resource, opened in order and closed in reverse: the GTFS network, the
+database pool, the websocket hub, the MQTT client, and the background tasks (hub ticks, store
+writer, pipeline, retention). Nothing is created at import time; tests build their own app
+from their own `Settings`.
+
+What the routers find in ``app.state``: ``settings`` (`Settings`), ``network`` (`Network`),
+``store`` (`Store`), ``hub`` (`Hub`), ``pipeline`` (`Pipeline`: ``stats``, ``problems``,
+``writer``), ``ingest`` (`MqttIngest`) and ``queue`` (`AsyncIngestQueue`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from fastapi import FastAPI
+
+from tracker.api.http import router as http_router
+from tracker.core.matcher import Matcher, MatcherConfig
+from tracker.core.model import State
+from tracker.core.network import Network
+from tracker.gtfs.load import load_network
+from tracker.ingest.mqtt import MqttIngest
+from tracker.ingest.queue import AsyncIngestQueue
+from tracker.live.hub import Hub
+from tracker.live.vehicle import LiveVehicle
+from tracker.live.ws import router as ws_router
+from tracker.service import Pipeline, StoreWriter
+from tracker.settings import Settings
+from tracker.store.postgres import Store, VehicleRow, open_store
+from tracker.web import router as web_router
+
+log = logging.getLogger(__name__)
+
+RETENTION_EVERY_S = 3600.0
+SHUTDOWN_FLUSH_S = 5.0
+
+
+def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI:
+    """The tracker's app. `network` may be given (already loaded) to skip loading the feed."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        net = (
+            network if network is not None else await asyncio.to_thread(load_network, settings.gtfs)
+        )
+        log.info("network: %d routes, %d trips, feed %s", len(net.routes), len(net.trips),
+                 net.feed_hash[:12])  # fmt: skip
+        async with open_store(settings.database_url) as store:
+            hub = Hub(tick_s=settings.live_tick_s, clock=settings.now)
+            hub.publish(await _recent_vehicles(store, settings))
+            queue = AsyncIngestQueue(settings.queue_capacity)
+            writer = StoreWriter(
+                store, max_batches=settings.store_queue_batches, clock=settings.now
+            )
+            matcher = Matcher(net, MatcherConfig(max_future_s=settings.max_future_s))
+            pipeline = Pipeline(matcher, writer, hub, clock=settings.now,
+                                topic_prefix=settings.topic_prefix,
+                                hide_after_s=settings.hide_after_s)  # fmt: skip
+            ingest = MqttIngest(
+                settings.broker_url,
+                client_id=settings.mqtt_client_id,
+                queue=queue,
+                topic_prefix=settings.topic_prefix,
+                share_group=settings.share_group,
+                username=settings.mqtt_username,
+                password=settings.mqtt_password,
+                protocol=settings.mqtt_protocol,
+            )
+            app.state.settings = settings
+            app.state.network = net
+            app.state.store = store
+            app.state.hub = hub
+            app.state.pipeline = pipeline
+            app.state.queue = queue
+            app.state.ingest = ingest
+            pipeline_run = pipeline.run(
+                queue, max_pings=settings.batch_max_pings, interval_s=settings.batch_interval_s
+            )
+            async with asyncio.TaskGroup() as tasks:
+                background = [
+                    tasks.create_task(_named("hub", hub.run())),
+                    tasks.create_task(_named("store writer", writer.run())),
+                    tasks.create_task(_named("pipeline", pipeline_run)),
+                    tasks.create_task(_named("retention", _retention(store, settings))),
+                ]
+                async with ingest:
+                    yield
+                # The broker connection is closed: finish what was received, then stop.
+                while len(queue):
+                    await asyncio.sleep(0.02)
+                await writer.flush(SHUTDOWN_FLUSH_S)
+                for task in background:
+                    task.cancel()
+
+    app = FastAPI(
+        title="Bus tracker",
+        summary="Live bus positions matched to GTFS routes, trips and schedules.",
+        lifespan=lifespan,
+    )
+    app.include_router(http_router)
+    app.include_router(ws_router)
+    app.include_router(web_router)
+    return app
+
+
+async def _named(name: str, work: Coroutine[Any, Any, None]) -> None:
+    """Run a background task; a crash is logged with its traceback and ends the service."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background task %r failed", name)
+        raise
+
+
+async def _retention(store: Store, settings: Settings) -> None:
+    """Drop day partitions older than `retention_days`, at start and then every hour."""
+    while True:
+        dropped = await store.apply_retention(settings.retention_days, settings.now())
+        if dropped:
+            log.info("retention: dropped %s", ", ".join(dropped))
+        await asyncio.sleep(RETENTION_EVERY_S)
+
+
+async def _recent_vehicles(store: Store, settings: Settings) -> list[LiveVehicle]:
+    """What the database last knew of vehicles seen recently, so a restart shows them at once."""
+    rows = await store.latest(since_s=settings.now() - settings.hide_after_s)
+    return [live_vehicle_of_row(row) for row in rows]
+
+
+def live_vehicle_of_row(row: VehicleRow) -> LiveVehicle:
+    snapped = row.state in (State.IN_SERVICE, State.LAYOVER) and row.snapped_lat is not None
+    return LiveVehicle(
+        vehicle_id=row.vehicle_id,
+        observed_at_s=row.observed_at_s,
+        lat=row.snapped_lat if snapped and row.snapped_lat is not None else row.lat,
+        lon=row.snapped_lon if snapped and row.snapped_lon is not None else row.lon,
+        bearing_deg=row.bearing_deg,
+        speed_mps=row.speed_mps,
+        state=row.state.value,
+        reason=row.reason.value if row.reason is not None else None,
+        route_id=row.route_id,
+        trip_id=row.trip_id,
+        direction_id=row.direction_id,
+        shape_id=row.shape_id,
+        shape_dist_m=row.shape_dist_m,
+        snapped_lat=row.snapped_lat,
+        snapped_lon=row.snapped_lon,
+        offset_m=row.offset_m,
+        delay_s=row.delay_s,
+        headway_s=row.headway_s,
+    )

@@ -1,0 +1,171 @@
+"""`tracker demo`: the whole system on one machine with nothing else installed.
+
+It starts, unless URLs are given, an embedded MQTT broker (amqtt, in this process) and an
+embedded PostgreSQL (the real server bundled in the pgserver wheel, in a temporary directory
+removed at exit); loads the bundled feed (Nairobi's matatu network, Digital Matatus, CC BY 4.0);
+runs the simulator as a child process so buses move; and serves the live map.
+
+The bundled feed's calendar ends in 2020, so the demo runs the service clock on the nearest
+date of the feed with today's weekday (`Settings.clock_offset_s`), at the current local time of
+day if buses run then, else at 08:00. The map and the API show that clock.
+
+Ctrl-C stops the server, the simulator, the broker and the database, and leaves no process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import uvicorn
+
+from simulator.day import covered_date
+from tracker.app import create_app
+from tracker.core.network import Network
+from tracker.gtfs.load import load_network
+from tracker.ingest.broker import embedded_broker
+from tracker.settings import Settings
+from tracker.store.embedded import embedded_postgres
+
+log = logging.getLogger(__name__)
+
+BUNDLED_FEED = Path(__file__).resolve().parent / "demo_feed" / "nairobi-matatu-2019.zip"
+FALLBACK_TIME_OF_DAY_S = 8 * 3600
+SIMULATOR_STOP_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    gtfs: Path = BUNDLED_FEED
+    vehicles: int = 1500
+    interval_s: float = 10.0
+    broker_url: str | None = None
+    database_url: str | None = None
+    simulate: bool = True
+    seed: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DemoClock:
+    """Where the demo's service clock stands: a feed date and a time of day on it."""
+
+    service_date: dt.date
+    start_s: float  # seconds from the service day's origin
+    offset_s: float  # service clock minus wall clock
+
+
+def demo_clock(network: Network, wall_s: float) -> DemoClock:
+    """Today's weekday on a date the feed serves, at the current local time if buses run then."""
+    today = dt.datetime.fromtimestamp(wall_s, ZoneInfo(network.timezone)).date()
+    date = covered_date(network, today)
+    time_of_day_s = wall_s - network.day_origin(today)
+    if (
+        _running_at(network, date, time_of_day_s)
+        < _running_at(network, date, FALLBACK_TIME_OF_DAY_S) / 4
+    ):
+        time_of_day_s = FALLBACK_TIME_OF_DAY_S
+    start_s = float(int(time_of_day_s))
+    return DemoClock(date, start_s, network.day_origin(date) + start_s - wall_s)
+
+
+def _running_at(network: Network, date: dt.date, at_s: float) -> int:
+    runs = network.runs
+    on = network.active_runs(date) & (runs.start_s <= at_s) & (runs.end_s >= at_s)
+    return int(np.count_nonzero(on))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+NOISY_LOGGERS = ("amqtt", "transitions", "pgserver")  # chatty at INFO: lifecycle lines only
+
+
+async def run_demo(options: DemoOptions) -> None:
+    """Run until Ctrl-C (uvicorn handles the signal), then stop everything in reverse."""
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    async with contextlib.AsyncExitStack() as stack:
+        database_url = options.database_url
+        if database_url is None:
+            data_dir = Path(tempfile.mkdtemp(prefix="bus-tracker-demo-"))
+            stack.callback(shutil.rmtree, data_dir, True)
+            print("starting the embedded PostgreSQL ...", flush=True)
+            database_url = await stack.enter_async_context(embedded_postgres(data_dir / "pg"))
+        broker_url = options.broker_url
+        protocol: Literal["5", "3.1.1"] = "5"
+        if broker_url is None:
+            broker_url = await stack.enter_async_context(embedded_broker(port=free_port()))
+            protocol = "3.1.1"  # amqtt speaks MQTT 3.1.1 only
+
+        print(f"loading the feed {options.gtfs.name} ...", flush=True)
+        network = await asyncio.to_thread(load_network, options.gtfs)
+        clock = demo_clock(network, time.time())
+        hhmm = f"{int(clock.start_s // 3600):02d}:{int(clock.start_s % 3600 // 60):02d}"
+        settings = Settings(
+            broker_url=broker_url,
+            database_url=database_url,
+            gtfs=options.gtfs,
+            http_host=options.host,
+            http_port=options.port,
+            mqtt_protocol=protocol,
+            mqtt_client_id=f"bus-tracker-demo-{options.port}",
+            clock_offset_s=clock.offset_s,
+        )
+        app = create_app(settings, network=network)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=options.host, port=options.port, log_level="warning")
+        )
+        if options.simulate:
+            command = [
+                sys.executable, "-m", "simulator", "run", "--gtfs", str(options.gtfs),
+                "--date", clock.service_date.strftime("%Y%m%d"), "--start", hhmm,
+                "--vehicles", str(options.vehicles), "--interval-s", str(options.interval_s),
+                "--speedup", "1", "--seed", str(options.seed), "--broker", broker_url,
+                "--mqtt-version", "3.1.1" if protocol == "3.1.1" else "5", "-q",
+            ]  # fmt: skip
+            simulator = await asyncio.create_subprocess_exec(*command)
+            stack.push_async_callback(_stop, simulator)
+        database = "embedded" if options.database_url is None else "given"
+        print(
+            f"\nBus tracker demo: http://{options.host}:{options.port}  (API docs at /docs)\n"
+            f"  feed: {options.gtfs.name}; demo clock: service day {clock.service_date} "
+            f"from {hhmm}\n"
+            f"  broker: {broker_url}; database: {database}; "
+            f"simulated buses: {options.vehicles if options.simulate else 0}\n"
+            "  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        await server.serve()
+    print("demo stopped", flush=True)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """Stop a child process: it got Ctrl-C with us; else terminate, then kill."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), SIMULATOR_STOP_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()

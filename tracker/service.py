@@ -1,0 +1,230 @@
+"""The path of a ping through the live tracker, in one place: `Pipeline.process`.
+
+    MQTT message ─▶ decode ─▶ validate + match ─▶ store ─▶ broadcast
+    (tracker.ingest) (wire)   (core.matcher)      (StoreWriter ─▶ tracker.store)
+                                                              (tracker.live.hub ─▶ /ws/live)
+
+Messages arrive in micro-batches (`Settings.batch_interval_s`, 200 ms by default) from the MQTT
+adapter's bounded queue. Each batch is decoded, matched (in a worker thread, so the event loop
+keeps serving websockets and HTTP while the matcher computes), handed to the store writer and
+published to the websocket hub: storing and broadcasting are per batch, never per ping.
+
+The store writer runs in its own task with its own bounded queue of batches, so a slow or
+unreachable database never holds up live output; while the database is down it keeps
+`max_batches` batches and retries them with backoff, and past that drops the oldest batch and
+counts it. Every ping that reaches the database is stored exactly once: the store ignores a
+second copy of a (vehicle, timestamp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from tracker.core.matcher import Matcher
+from tracker.core.model import Match, Ping, Reason, State
+from tracker.errors import StoreError
+from tracker.ingest.mqtt import Backoff
+from tracker.ingest.queue import AsyncIngestQueue, Received
+from tracker.live.hub import Hub
+from tracker.live.vehicle import LiveVehicle
+from tracker.store.postgres import Store
+from tracker.wire import DEFAULT_TOPIC_PREFIX, WireError, decode_ping
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+STORE_BACKOFF = Backoff(first_s=0.5, max_s=15.0)
+StoredBatch = list[tuple[Ping, Match]]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A rejected message, kept (the last few hundred) for the operator's problem list."""
+
+    received_at_s: float
+    vehicle_id: str | None
+    reason: str
+    detail: str
+
+
+@dataclass
+class PipelineStats:
+    """Counters since start. Volumes are counted here, never logged per message."""
+
+    batches: int = 0
+    messages: int = 0
+    pings_matched: int = 0
+    by_state: Counter[str] = field(default_factory=Counter)
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    vehicles_expired: int = 0
+    last_batch_size: int = 0
+    last_batch_s: float = 0.0  # wall time to decode + match + hand over one batch
+    max_batch_s: float = 0.0
+
+
+class StoreWriter:
+    """Writes matched batches to the database in its own task (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batches: int = 600,
+        clock: Clock = time.time,
+        backoff: Backoff = STORE_BACKOFF,
+    ) -> None:
+        self._store = store
+        self._pending: deque[tuple[StoredBatch, float]] = deque()
+        self._max_batches = max_batches
+        self._clock = clock
+        self._backoff = backoff
+        self._wake = asyncio.Event()
+        self._rng = random.Random()
+        self.stored = 0
+        self.duplicates = 0
+        self.dropped_batches = 0
+        self.dropped_pings = 0
+        self.failures = 0
+        self.healthy = True
+
+    @property
+    def pending_batches(self) -> int:
+        return len(self._pending)
+
+    def submit(self, rows: StoredBatch, received_at_s: float) -> None:
+        """Queue one batch for writing; never blocks. When full the oldest batch is dropped."""
+        if not rows:
+            return
+        if len(self._pending) >= self._max_batches:
+            dropped, _ = self._pending.popleft()
+            self.dropped_batches += 1
+            self.dropped_pings += len(dropped)
+            log.warning("store queue full: dropped a batch of %d pings", len(dropped))
+        self._pending.append((rows, received_at_s))
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Write queued batches in order, retrying a failed write with backoff, until cancelled."""
+        failures = 0
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            rows, received_at_s = self._pending[0]
+            try:
+                result = await self._store.write_batch(rows, received_at_s=received_at_s)
+            except StoreError as e:
+                failures += 1
+                self.failures += 1
+                if self.healthy:
+                    log.warning("database write failed, will retry: %s", e)
+                self.healthy = False
+                await asyncio.sleep(self._backoff.delay_s(failures, self._rng))
+                continue
+            if not self.healthy:
+                log.info("database writes work again after %d failures", failures)
+            failures = 0
+            self.healthy = True
+            self._pending.popleft()
+            self.stored += result.stored
+            self.duplicates += result.duplicates
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait until every queued batch is written (for shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self._pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return not self._pending
+
+
+class Pipeline:
+    """decode → validate + match → store → broadcast, for one micro-batch at a time."""
+
+    def __init__(
+        self,
+        matcher: Matcher,
+        writer: StoreWriter,
+        hub: Hub,
+        *,
+        clock: Clock = time.time,
+        topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+        hide_after_s: float = 600.0,
+    ) -> None:
+        self.matcher = matcher
+        self.writer = writer
+        self.hub = hub
+        self.clock = clock
+        self.topic_prefix = topic_prefix
+        self.hide_after_s = hide_after_s
+        self.stats = PipelineStats()
+        self.problems: deque[Problem] = deque(maxlen=500)
+        self._last_seen_s: dict[str, float] = {}
+
+    async def process(self, messages: Sequence[Received]) -> None:
+        """The whole path of one batch of MQTT messages."""
+        started = time.perf_counter()
+        now_s = self.clock()
+        pings: list[Ping] = []
+        for message in messages:  # decode
+            decoded = decode_ping(message.topic, message.payload, self.topic_prefix)
+            if isinstance(decoded, WireError):
+                self._reject(now_s, decoded.vehicle_id, decoded.reason, decoded.detail)
+            else:
+                pings.append(decoded)
+        # validate + match, off the event loop: the matcher is pure and only this task uses it
+        matches = await asyncio.to_thread(self.matcher.match_batch, pings, now=now_s)
+        kept: StoredBatch = []
+        for ping, match in zip(pings, matches, strict=True):
+            if match.state is State.REJECTED:
+                assert match.reason is not None
+                self._reject(now_s, ping.vehicle_id, match.reason, match.detail or "")
+            else:
+                kept.append((ping, match))
+                self.stats.by_state[match.state.value] += 1
+                self._last_seen_s[ping.vehicle_id] = max(
+                    ping.timestamp, self._last_seen_s.get(ping.vehicle_id, 0.0)
+                )
+        self.writer.submit(kept, received_at_s=now_s)  # store
+        self.hub.publish(LiveVehicle.from_match(p, m) for p, m in kept)  # broadcast
+        self._expire(now_s)
+        self._count(len(messages), len(pings), time.perf_counter() - started)
+
+    async def run(self, queue: AsyncIngestQueue, *, max_pings: int, interval_s: float) -> None:
+        """Take micro-batches from the ingest queue and process them, until cancelled."""
+        while True:
+            batch = await queue.next_batch(max_pings, interval_s)
+            try:
+                await self.process(batch)
+            except Exception:  # a task boundary: log with the traceback, count, go on
+                log.exception("a batch of %d messages failed", len(batch))
+                self.stats.rejected_by_reason["internal_error"] += len(batch)
+
+    def _reject(self, now_s: float, vehicle_id: str | None, reason: Reason, detail: str) -> None:
+        self.stats.rejected_by_reason[reason.value] += 1
+        self.problems.append(Problem(now_s, vehicle_id, reason.value, detail))
+        log.debug("rejected a ping of %s: %s (%s)", vehicle_id, reason.value, detail)
+
+    def _expire(self, now_s: float) -> None:
+        """Vehicles silent for `hide_after_s` leave the live view."""
+        gone = [v for v, seen_s in self._last_seen_s.items() if now_s - seen_s > self.hide_after_s]
+        if gone:
+            for vehicle_id in gone:
+                del self._last_seen_s[vehicle_id]
+            self.hub.remove(gone)
+            self.stats.vehicles_expired += len(gone)
+
+    def _count(self, messages: int, pings: int, seconds: float) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.messages += messages
+        stats.pings_matched += pings
+        stats.last_batch_size = messages
+        stats.last_batch_s = seconds
+        stats.max_batch_s = max(stats.max_batch_s, seconds)

@@ -1,0 +1,124 @@
+"""The live service's settings: one class, read from ``TRACKER_*`` environment variables or flags.
+
+Every setting has an environment variable named ``TRACKER_`` + its name in capitals (for
+example ``TRACKER_DATABASE_URL``); `tracker serve` flags override them. The three without a
+default (`broker_url`, `database_url`, `gtfs`) must be set, and a wrong value stops the service
+at start with a message that names the variable and says what to put in it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tracker.errors import TrackerError
+from tracker.wire import DEFAULT_TOPIC_PREFIX
+
+ENV_PREFIX = "TRACKER_"
+
+OSM_TILES_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a>'
+
+
+class SettingsError(TrackerError):
+    """Settings are missing or wrong; the message lists each problem and what to set."""
+
+
+class Settings(BaseSettings):
+    """Everything `tracker serve` needs. Units are in the names."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # --- required ---------------------------------------------------------------------------
+    broker_url: Annotated[str, Field(description="MQTT broker, mqtt://host:1883 or mqtts://")]
+    database_url: Annotated[str, Field(description="PostgreSQL, postgresql://user:pw@host/db")]
+    gtfs: Annotated[Path, Field(description="GTFS feed, a .zip file or a folder")]
+
+    # --- HTTP ---------------------------------------------------------------------------------
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8000
+
+    # --- MQTT ---------------------------------------------------------------------------------
+    mqtt_client_id: str = "bus-tracker"
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
+    share_group: str | None = None  # MQTT 5 shared subscription, to split load between trackers
+
+    # --- the pipeline ---------------------------------------------------------------------------
+    batch_interval_s: Annotated[float, Field(gt=0, le=5)] = 0.2
+    batch_max_pings: Annotated[int, Field(ge=1)] = 5000
+    queue_capacity: Annotated[int, Field(ge=1)] = 100_000
+    store_queue_batches: Annotated[int, Field(ge=1)] = 600  # batches held while the DB is down
+    retention_days: Annotated[int, Field(ge=1)] = 30
+    max_future_s: Annotated[float, Field(ge=0)] = 300.0
+
+    # --- live output ----------------------------------------------------------------------------
+    live_tick_s: Annotated[float, Field(gt=0, le=10)] = 0.5
+    stale_after_s: Annotated[float, Field(gt=0)] = 90.0  # drawn as stale on the map
+    hide_after_s: Annotated[float, Field(gt=0)] = 600.0  # dropped from the live view
+    tiles_url: str = OSM_TILES_URL
+    tiles_attribution: str = OSM_ATTRIBUTION
+
+    # --- clock ----------------------------------------------------------------------------------
+    clock_offset_s: float = 0.0  # service clock = wall clock + this (demos, replays of past days)
+
+    @field_validator("gtfs")
+    @classmethod
+    def _feed_exists(cls, path: Path) -> Path:
+        if not path.exists():
+            raise ValueError(f"no GTFS feed at {path}: give the path of a .zip file or a folder")
+        return path
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, url: str) -> str:
+        if not url.startswith(("mqtt://", "mqtts://")):
+            raise ValueError(f"{url!r} is not an MQTT URL: use mqtt://host:1883 or mqtts://...")
+        return url
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, url: str) -> str:
+        if not url.startswith(("postgresql://", "postgres://")):
+            shown = url.split("@")[-1]
+            raise ValueError(
+                f"'...{shown}' is not a PostgreSQL URL: use postgresql://user:password@host/db"
+            )
+        return url
+
+    def now(self) -> float:
+        """The service clock, epoch seconds."""
+        return time.time() + self.clock_offset_s
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with `overrides` (flags) on top; None means not given.
+
+    Raises `SettingsError` naming each missing or wrong variable.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as e:
+        lines = []
+        for problem in e.errors():
+            name = str(problem["loc"][0]) if problem["loc"] else "?"
+            env = ENV_PREFIX + name.upper()
+            if problem["type"] == "missing":
+                field = Settings.model_fields[name]
+                lines.append(f"{env} is not set: {field.description}")
+            else:
+                message = str(problem["msg"]).removeprefix("Value error, ")
+                lines.append(f"{env}: {message}")
+        raise SettingsError("settings are missing or wrong:\n  " + "\n  ".join(lines)) from None
+
+
+def env_names() -> list[str]:
+    """Every environment variable the settings read (for compose.yaml and its test)."""
+    return [ENV_PREFIX + name.upper() for name in Settings.model_fields]

@@ -1,0 +1,45 @@
+"""The web pages' HTTP adapter: the map at ``/`` and the static files it needs.
+
+Pages and scripts come from the `web` package (``web/static``); Leaflet comes from the
+`xstatic-leaflet` package, so nothing is fetched from a CDN. Map tiles are the only outside
+resource, from `Settings.tiles_url`; without them the map still shows routes and buses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import xstatic.pkg.leaflet
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse
+
+from web import STATIC_DIR
+
+LEAFLET_DIR = Path(xstatic.pkg.leaflet.BASE_DIR)
+
+router = APIRouter(include_in_schema=False)
+
+_PAGES = {"": "index.html"}
+
+
+@router.get("/")
+async def index() -> FileResponse:
+    return FileResponse(STATIC_DIR / _PAGES[""], headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/static/{path:path}")
+async def static(path: str) -> FileResponse:
+    return FileResponse(_inside(STATIC_DIR, path), headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/vendor/leaflet/{path:path}")
+async def leaflet(path: str) -> FileResponse:
+    return FileResponse(_inside(LEAFLET_DIR, path), headers={"Cache-Control": "max-age=86400"})
+
+
+def _inside(root: Path, path: str) -> Path:
+    """`root / path` if it is a file inside `root` (no `..` escapes), else 404."""
+    target = (root / path).resolve()
+    if not target.is_relative_to(root.resolve()) or not target.is_file():
+        raise HTTPException(status_code=404, detail=f"no file {path!r}")
+    return target
