@@ -577,3 +577,50 @@ def test_cache_pickle_holds_the_network(tmp_path: Path) -> None:
         stored = pickle.load(handle)
     assert isinstance(stored, Network)
     _assert_same_network(built, stored)
+
+
+# --- snapping agrees with measuring every segment ------------------------------------------
+
+
+def _snap_by_brute_force(
+    network: Network, x: float, y: float, radius_m: float
+) -> list[tuple[int, float, float]]:
+    """(shape_idx, along_m, offset_m) of the nearest spot of each pass, from every segment."""
+    out = []
+    for shape_idx, shape in enumerate(network.shapes):
+        a, b = shape.xy_m[:-1], shape.xy_m[1:]
+        d = b - a
+        t = np.clip(((x - a[:, 0]) * d[:, 0] + (y - a[:, 1]) * d[:, 1]) / (d**2).sum(axis=1), 0, 1)
+        offset = np.hypot(x - (a[:, 0] + t * d[:, 0]), y - (a[:, 1] + t * d[:, 1]))
+        along = shape.dist_m[:-1] + t * np.hypot(d[:, 0], d[:, 1])
+        near = np.flatnonzero(offset <= radius_m)
+        # A pass ends where the near segments' spots jump by more than the search diameter.
+        breaks = np.flatnonzero(np.diff(along[near]) > 2 * radius_m + 1) + 1
+        for group in np.split(near, breaks):
+            if len(group):
+                best = group[np.argmin(offset[group])]
+                out.append((shape_idx, float(along[best]), float(offset[best])))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("radius_m", [30.0, 150.0, 600.0])
+def test_snap_finds_every_pass_that_measuring_every_segment_finds(
+    loop: Network, variants: Network, two_directions: Network, radius_m: float
+) -> None:
+    rng = np.random.default_rng(7)
+    for network in (loop, variants, two_directions):
+        xy = np.concatenate([s.xy_m for s in network.shapes])
+        lo, hi = xy.min(axis=0) - 300, xy.max(axis=0) + 300
+        x = rng.uniform(lo[0], hi[0], 200)
+        y = rng.uniform(lo[1], hi[1], 200)
+        snapped = network.snap(x, y, radius_m=radius_m)
+        for i in range(len(x)):
+            rows = np.flatnonzero(snapped.point == i)
+            got = sorted(
+                (int(snapped.shape_idx[r]), float(snapped.along_m[r]), float(snapped.offset_m[r]))
+                for r in rows
+            )
+            expected = _snap_by_brute_force(network, float(x[i]), float(y[i]), radius_m)
+            assert [g[0] for g in got] == [e[0] for e in expected]
+            assert [g[1] for g in got] == pytest.approx([e[1] for e in expected], abs=1e-6)
+            assert [g[2] for g in got] == pytest.approx([e[2] for e in expected], abs=1e-6)
