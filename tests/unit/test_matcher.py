@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from tests import feeds
-from tracker.core.matcher import Matcher
+from tracker.core.matcher import Matcher, MatcherConfig, _hints_are_clean
 from tracker.core.model import Match, Ping, Reason, State
-from tracker.core.network import Network
+from tracker.core.network import FloatArray, Network
+from tracker.core.validate import clean_hints
 from tracker.gtfs.load import build_network
 
 FeedBuilder = Callable[[Path], Path]
@@ -250,3 +251,72 @@ def test_a_single_outlier_keeps_the_trip_and_is_flagged_off_route(tmp_path: Path
     assert matches[k].state is State.OFF_ROUTE
     assert matches[k].trip_id == "B_N_0712"
     assert {m.trip_id for m in matches[3:]} == {"B_N_0712"}
+
+
+# --- fast paths answer exactly as the general path ---------------------------------------
+
+
+class _NoFastPath(Matcher):
+    """The matcher with the batch fast path for believed trip_ids turned off."""
+
+    def _follow_given_trips(
+        self, batch_idx: list[int], pings: list[Ping], x: FloatArray, y: FloatArray
+    ) -> dict[int, Match]:
+        return {}
+
+
+class _CountingFastPath(Matcher):
+    """The matcher, counting the pings its fast path answers."""
+
+    fast_answers = 0
+
+    def _follow_given_trips(
+        self, batch_idx: list[int], pings: list[Ping], x: FloatArray, y: FloatArray
+    ) -> dict[int, Match]:
+        answered = super()._follow_given_trips(batch_idx, pings, x, y)
+        self.fast_answers += len(answered)
+        return answered
+
+
+def test_the_fast_path_for_given_trip_ids_answers_as_the_general_path(tmp_path: Path) -> None:
+    network = network_of(feeds.two_directions_feed, tmp_path)
+    buses = []
+    for n, trip_id in enumerate(["B_N_0712", "B_N_0600", "B_S_0636"]):
+        pings = drive(network, trip_id, WEEKDAY, vehicle=f"bus{n}", delay_s=60.0 * n)
+        buses.append([dataclasses.replace(p, trip_id=trip_id) for p in pings])
+    # Turns the fast path must leave to the general one: an outlier 400 m off the shape, a
+    # duplicate, a ping out of order, a wrong trip_id, a long silence.
+    bus = buses[0]
+    k = len(bus) // 2
+    lat, lon = feeds.offset_latlon(bus[k].lat, bus[k].lon, 400.0, 0.0)
+    bus[k] = dataclasses.replace(bus[k], lat=lat, lon=lon)
+    bus.insert(k + 2, bus[k + 1])
+    bus.insert(k + 5, bus[k + 2])
+    buses[1][4] = dataclasses.replace(buses[1][4], trip_id="B_S_0636")
+    del buses[2][5:40]
+    pings = sorted((p for bus in buses for p in bus), key=lambda p: p.timestamp)
+    now = max(p.timestamp for p in pings) + 60
+    for keep_paths in (False, True):
+        config = MatcherConfig(keep_paths=keep_paths)
+        fast, general = _CountingFastPath(network, config), _NoFastPath(network, config)
+        for start in range(0, len(pings), 25):
+            batch = pings[start : start + 25]
+            assert fast.match_batch(batch, now=now) == general.match_batch(batch, now=now)
+        assert fast.fast_answers >= 10  # the fast path was taken
+
+
+def test_hints_are_clean_exactly_when_clean_hints_changes_nothing() -> None:
+    for speed, bearing, accuracy, route_id, trip_id in itertools.product(
+        [None, -1.0, 0.0, 12.5, 70.0, 70.5, math.nan],
+        [None, -0.5, 0.0, 359.9, 360.0, 361.0, math.nan],
+        [None, -1.0, 0.0, 8.0, math.inf, math.nan],
+        [None, "", " ", "R1"],
+        [None, "", "T1"],
+    ):
+        ping = Ping("bus", 1.8e9, 33.5, -7.6, speed, bearing, accuracy, route_id, trip_id)
+        cleaned = clean_hints(ping)
+        unchanged = all(
+            (a is b) or a == b
+            for a, b in zip(dataclasses.astuple(ping), dataclasses.astuple(cleaned), strict=True)
+        )
+        assert _hints_are_clean(ping) == unchanged, ping

@@ -624,3 +624,42 @@ def test_snap_finds_every_pass_that_measuring_every_segment_finds(
             assert [g[0] for g in got] == [e[0] for e in expected]
             assert [g[1] for g in got] == pytest.approx([e[1] for e in expected], abs=1e-6)
             assert [g[2] for g in got] == pytest.approx([e[2] for e in expected], abs=1e-6)
+
+
+def test_locate_on_shapes_gives_the_numbers_of_locate_on_shape(
+    loop: Network, variants: Network
+) -> None:
+    rng = np.random.default_rng(3)
+    for network in (loop, variants):
+        n = 300
+        shape_idx = rng.integers(0, len(network.shapes), n).tolist()
+        xy = np.concatenate([s.xy_m for s in network.shapes])
+        x = rng.uniform(xy[:, 0].min() - 200, xy[:, 0].max() + 200, n)
+        y = rng.uniform(xy[:, 1].min() - 200, xy[:, 1].max() + 200, n)
+        from_m = rng.uniform(-500, 4000, n).tolist()
+        to_m = [f + w for f, w in zip(from_m, rng.uniform(-100, 3000, n).tolist(), strict=True)]
+        along, offset = network.locate_on_shapes(shape_idx, x, y, from_m=from_m, to_m=to_m)
+        for i in range(n):
+            one = network.locate_on_shape(
+                shape_idx[i], float(x[i]), float(y[i]), from_m=from_m[i], to_m=to_m[i]
+            )
+            assert (float(along[i]), float(offset[i])) == one
+
+
+def test_points_at_gives_the_numbers_of_point_at(loop: Network, variants: Network) -> None:
+    rng = np.random.default_rng(4)
+    for network in (loop, variants):
+        shape_idx = rng.integers(0, len(network.shapes), 200)
+        along = rng.uniform(-100, 5000, 200)
+        x, y = network.points_at(shape_idx, along)
+        for s, a, px, py in zip(shape_idx.tolist(), along.tolist(), x, y, strict=True):
+            assert network.point_at(s, a) == (px, py)
+
+
+def test_scheduled_time_matches_schedule_at(variants: Network) -> None:
+    for run in range(len(variants.runs)):
+        pattern = variants.patterns[int(variants.runs.pattern_idx[run])]
+        row = np.array([int(variants.runs.row[run])])
+        for along in np.linspace(-100, float(pattern.stop_dist_m[-1]) + 100, 57).tolist():
+            expected = float(schedule_at(pattern, row, along)[0])
+            assert variants.scheduled_time_s(run, along) == expected

@@ -34,7 +34,7 @@ import numpy as np
 
 from tracker.core.model import Match, Ping, Reason, State, rejected
 from tracker.core.network import FloatArray, Network, angle_diff_deg, schedule_at
-from tracker.core.validate import clean_hints, validate_ping
+from tracker.core.validate import MAX_SPEED_MPS, clean_hints, validate_ping
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +149,11 @@ class Matcher:
         trip_block = [block_ids.setdefault(t.block_id, len(block_ids)) if t.block_id else -1
                       for t in net.trips]  # fmt: skip
         self._run_block: list[int] = [trip_block[t] for t in net.runs.trip_idx.tolist()]
+        self._run_trip: list[int] = net.runs.trip_idx.tolist()
+        self._run_trip_id: list[str] = [net.trips[t].trip_id for t in self._run_trip]
+        self._run_exact: list[bool] = net.runs.exact_times.tolist()
+        self._run_headway: list[float] = net.runs.headway_s.tolist()
+        self._service_dates: dict[dt.date, str] = {}
 
     # --- public ------------------------------------------------------------------------------
 
@@ -163,28 +168,41 @@ class Matcher:
         results: list[Match | None] = [None] * len(pings)
         usable: list[int] = []
         cleaned: list[Ping] = []
+        in_metres: list[int] = []  # answers whose snapped point is still in metres
         for i, (ping, now_i) in enumerate(zip(pings, nows, strict=True)):
             problem = validate_ping(ping, now=now_i, max_future_s=self.config.max_future_s)
             if problem is not None:
                 results[i] = rejected(ping, *problem)
                 continue
             usable.append(i)
-            cleaned.append(clean_hints(ping))
+            cleaned.append(ping if _hints_are_clean(ping) else clean_hints(ping))
         if cleaned:
             lat = np.array([p.lat for p in cleaned])
             lon = np.array([p.lon for p in cleaned])
             x, y = net.project(lat, lon)
+            xs, ys = x.tolist(), y.tolist()
             # Pings that continue a believed trip_id are located on that trip's shape alone;
             # the others are snapped to every shape nearby, in one query for the batch.
-            followed = np.array([self._follows_given_trip(p) for p in cleaned], dtype=np.bool_)
-            to_snap = np.flatnonzero(~followed)
+            followed = [self._follows_given_trip(p) for p in cleaned]
+            to_snap = np.flatnonzero(~np.array(followed, dtype=np.bool_))
             all_snapped = self._snap(x[to_snap], y[to_snap])
             snapped_of = dict(zip(to_snap.tolist(), all_snapped, strict=True))
-            for j, (i, ping) in enumerate(zip(usable, cleaned, strict=True)):
-                results[i] = self._match_one(ping, float(x[j]), float(y[j]), snapped_of.get(j))
+            # A vehicle's pings depend on each other; pings of different vehicles never do. So
+            # the batch is taken in rounds, round k holding each vehicle's k-th ping: the pings
+            # of a round that follow a believed trip are answered together, in numpy
+            # (`_follow_given_trips`), the rest one by one (`_match_one`).
+            for round_ in _rounds(cleaned):
+                fast = [j for j in round_ if followed[j]]
+                answered = self._follow_given_trips(fast, cleaned, x, y) if fast else {}
+                for j in round_:
+                    found = answered.get(j)
+                    if found is None:
+                        found = self._match_one(cleaned[j], xs[j], ys[j], snapped_of.get(j))
+                        in_metres.append(usable[j])
+                    results[usable[j]] = found
         out = [r for r in results if r is not None]
         assert len(out) == len(pings)
-        return self._add_latlon(out)
+        return self._add_latlon(out, in_metres)
 
     def _snap(self, x: FloatArray, y: FloatArray) -> list[list[Snapped]]:
         """Every shape pass near each point, as plain tuples per point."""
@@ -199,8 +217,71 @@ class Matcher:
         state = self.states.get(ping.vehicle_id)
         if ping.trip_id is None or state is None or not state.given_trip:
             return False
-        run = state.hypotheses[0].run
-        return self.network.trips[int(self.network.runs.trip_idx[run])].trip_id == ping.trip_id
+        return self._run_trip_id[state.hypotheses[0].run] == ping.trip_id
+
+    def _follow_given_trips(
+        self, batch_idx: list[int], pings: list[Ping], x: FloatArray, y: FloatArray
+    ) -> dict[int, Match]:
+        """The fast path for pings that continue a believed trip_id (most pings, when given).
+
+        Exactly what `_match_one` does for such a ping, for many pings of different vehicles
+        at once: locate each on its trip's shape near the vehicle's last position (one numpy
+        pass for all), check its schedule, believe it. A ping that would take any other turn
+        there (a duplicate, a long silence, far from the shape, off schedule) is left out of
+        the answer, and `_match_one` takes it from the start.
+        """
+        cfg = self.config
+        net = self.network
+        todo: list[tuple[int, Ping, Hypothesis]] = []
+        shape_idx: list[int] = []
+        from_m: list[float] = []
+        to_m: list[float] = []
+        for j in batch_idx:
+            ping = pings[j]
+            state = self.states.get(ping.vehicle_id)
+            if state is None or not state.hypotheses:
+                continue
+            dt_s = ping.timestamp - state.last_timestamp
+            if not 0.0 < dt_s <= cfg.forget_after_s:
+                continue  # duplicate, out of order, or silent so long it is matched afresh
+            prev = state.hypotheses[0]
+            trip_idx = net.trip_index.get(ping.trip_id or "")
+            if trip_idx is None or self._run_trip[prev.run] != trip_idx:
+                continue
+            reach = cfg.max_speed_mps * dt_s + cfg.snap_radius_m
+            todo.append((j, ping, prev))
+            shape_idx.append(self._run_shape[prev.run])
+            from_m.append(prev.along_m - reach)
+            to_m.append(prev.along_m + reach)
+        if not todo:
+            return {}
+        rows = np.array([j for j, _, _ in todo])
+        along, offset = net.locate_on_shapes(shape_idx, x[rows], y[rows], from_m=from_m, to_m=to_m)
+        believed: list[tuple[int, Ping, Hypothesis]] = []
+        for (j, ping, prev), along_m, offset_m in zip(
+            todo, along.tolist(), offset.tolist(), strict=True
+        ):
+            if offset_m > cfg.trip_hint_max_offset_m:
+                continue
+            parent = prev if cfg.keep_paths else None
+            best = self._best_run_of_trip(ping, along_m, ((prev.day, prev.run),), parent=parent)
+            if best is not None:
+                believed.append((j, ping, best))
+        if not believed:
+            return {}
+        # The snapped points, in metres for the offsets and in degrees for the answers.
+        spot_x, spot_y = net.points_at(
+            np.array([self._run_shape[b.run] for _, _, b in believed]),
+            np.array([b.along_m for _, _, b in believed]),
+        )
+        spot_lat, spot_lon = net.unproject(spot_x, spot_y)
+        spots = zip(spot_x.tolist(), spot_y.tolist(), spot_lat.tolist(), spot_lon.tolist(),
+                    strict=True)  # fmt: skip
+        return {
+            j: self._finish(ping, float(x[j]), float(y[j]), (best,), best, given_trip=True,
+                            off_route=False, reason=None, spot=spot)
+            for (j, ping, best), spot in zip(believed, spots, strict=True)
+        }  # fmt: skip
 
     # --- one ping -------------------------------------------------------------------------------
 
@@ -547,7 +628,12 @@ class Matcher:
         return best, None
 
     def _best_run_of_trip(
-        self, ping: Ping, along: float, choices: Sequence[tuple[dt.date, int]]
+        self,
+        ping: Ping,
+        along: float,
+        choices: Sequence[tuple[dt.date, int]],
+        *,
+        parent: Hypothesis | None = None,
     ) -> Hypothesis | None:
         """Of a trip's (service day, run) pairs, the one whose schedule fits the ping best."""
         cfg = self.config
@@ -557,17 +643,16 @@ class Matcher:
             if not net.active_runs(day)[run]:
                 continue
             delay = ping.timestamp - net.day_origin(day) - net.scheduled_time_s(run, along)
-            exact = bool(net.runs.exact_times[run])
+            exact = self._run_exact[run]
             if exact:
                 early_s = self._max_early_s(self._run_first_stop[run], along)
                 if not -early_s <= delay <= cfg.max_late_s * 2:
                     continue
-            elif not -net.runs.headway_s[run] / 2 <= delay < net.runs.headway_s[run] / 2:
+            elif not -self._run_headway[run] / 2 <= delay < self._run_headway[run] / 2:
                 continue
             if best is None or abs(delay) < abs(best.delay_s):
-                best = Hypothesis(
-                    run, day, along, delay if exact else math.nan, 0.0, at_s=ping.timestamp
-                )
+                best = Hypothesis(run, day, along, delay if exact else math.nan, 0.0,
+                                  at_s=ping.timestamp, parent=parent)  # fmt: skip
         return best
 
     # --- output ---------------------------------------------------------------------------------
@@ -583,32 +668,46 @@ class Matcher:
         given_trip: bool,
         off_route: bool,
         reason: tuple[Reason, str] | None,
+        spot: tuple[float, float, float, float] | None = None,
     ) -> Match:
         if self.config.keep_paths and best.parent is None:
             self._end_path(ping.vehicle_id)
         self.states[ping.vehicle_id] = VehicleState(ping.timestamp, hypotheses, given_trip)
-        template = Match(
-            vehicle_id=ping.vehicle_id,
-            timestamp=ping.timestamp,
-            state=State.IN_SERVICE,
-            reason=reason[0] if reason else None,
-            detail=reason[1] if reason else None,
-            trip_id_given=given_trip,
-        )
-        return self._describe(template, x, y, best, off_route=off_route)
+        return self._describe(
+            ping.vehicle_id, ping.timestamp, x, y, best, off_route=off_route,
+            reason=reason[0] if reason else None, detail=reason[1] if reason else None,
+            trip_id_given=given_trip, spot=spot,
+        )  # fmt: skip
 
     def _describe(
-        self, template: Match, x: float, y: float, best: Hypothesis, *, off_route: bool
+        self,
+        vehicle_id: str,
+        timestamp: float,
+        x: float,
+        y: float,
+        best: Hypothesis,
+        *,
+        off_route: bool,
+        reason: Reason | None,
+        detail: str | None,
+        trip_id_given: bool,
+        spot: tuple[float, float, float, float] | None = None,
     ) -> Match:
-        """`template` filled in from hypothesis `best` for a ping at projected (x, y).
+        """The answer from hypothesis `best` for a ping at projected (x, y).
 
-        The snapped point is left in metres; `_add_latlon` converts a batch at once.
+        `spot` is the snapped point (`Network.point_at` of `best`) as (x, y, lat, lon), if
+        already computed. If not, it is computed and left in metres (snapped_lat = x,
+        snapped_lon = y); `_add_latlon` converts a batch at once.
         """
         cfg = self.config
         net = self.network
         run = best.run
-        trip = net.trips[int(net.runs.trip_idx[run])]
-        sx, sy = net.point_at(trip.shape_idx, best.along_m)
+        trip = net.trips[self._run_trip[run]]
+        if spot is None:
+            sx, sy = net.point_at(trip.shape_idx, best.along_m)
+            snapped_lat, snapped_lon = sx, sy
+        else:
+            sx, sy, snapped_lat, snapped_lon = spot
         offset = math.hypot(x - sx, y - sy)
         if best.waiting:
             state = State.LAYOVER
@@ -620,22 +719,33 @@ class Matcher:
             state = State.LAYOVER
         else:
             state = State.IN_SERVICE
-        headway = float(net.runs.headway_s[run])
-        return dataclasses.replace(
-            template,
+        headway = self._run_headway[run]
+        return Match(
+            vehicle_id=vehicle_id,
+            timestamp=timestamp,
             state=state,
+            reason=reason,
             route_id=net.routes[trip.route_idx].route_id,
             trip_id=trip.trip_id,
-            service_date=best.day.strftime("%Y%m%d"),
+            service_date=self._service_date(best.day),
             direction_id=trip.direction_id if trip.direction_id >= 0 else None,
             shape_id=net.shapes[trip.shape_idx].shape_id,
             shape_dist_m=best.along_m,
-            snapped_lat=sx,
-            snapped_lon=sy,
+            snapped_lat=snapped_lat,
+            snapped_lon=snapped_lon,
             offset_m=offset,
             delay_s=None if math.isnan(best.delay_s) else best.delay_s,
             headway_s=None if math.isnan(headway) else headway,
+            trip_id_given=trip_id_given,
+            detail=detail,
         )
+
+    def _service_date(self, day: dt.date) -> str:
+        """YYYYMMDD of a service day (cached: called once per answer)."""
+        found = self._service_dates.get(day)
+        if found is None:
+            found = self._service_dates[day] = day.strftime("%Y%m%d")
+        return found
 
     # --- hindsight (keep_paths) -------------------------------------------------------------
 
@@ -671,17 +781,20 @@ class Matcher:
         lon = np.array([pings[i].lon for i in todo])
         x, y = self.network.project(lat, lon)
         described = [
-            self._describe(matches[i], float(x[k]), float(y[k]), by_time[matches[i].timestamp],
-                           off_route=by_time[matches[i].timestamp].misses > 0)
+            self._describe(m.vehicle_id, m.timestamp, float(x[k]), float(y[k]), h,
+                           off_route=h.misses > 0, reason=m.reason, detail=m.detail,
+                           trip_id_given=m.trip_id_given)
             for k, i in enumerate(todo)
+            for m, h in [(matches[i], by_time[matches[i].timestamp])]
         ]  # fmt: skip
-        for i, m in zip(todo, self._add_latlon(described), strict=True):
+        for i, m in zip(todo, self._add_latlon(described, range(len(described))), strict=True):
             out[i] = m
         return out
 
-    def _add_latlon(self, matches: list[Match]) -> list[Match]:
-        """Convert the snapped points of a batch from metres to degrees in one call."""
-        idx = [i for i, m in enumerate(matches) if m.snapped_lat is not None]
+    def _add_latlon(self, matches: list[Match], in_metres: Sequence[int]) -> list[Match]:
+        """Convert the snapped points of `matches[i]` for i in `in_metres` from metres to
+        degrees, in one call."""
+        idx = [i for i in in_metres if matches[i].snapped_lat is not None]
         if not idx:
             return matches
         xs = np.array([matches[i].snapped_lat for i in idx], dtype=np.float64)
@@ -693,3 +806,28 @@ class Matcher:
                 matches[i], snapped_lat=float(lat[k]), snapped_lon=float(lon[k])
             )
         return out
+
+
+def _rounds(pings: Sequence[Ping]) -> list[list[int]]:
+    """Indices of `pings` in rounds: round k holds the k-th ping of each vehicle, in order."""
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for j, ping in enumerate(pings):
+        k = seen.get(ping.vehicle_id, 0)
+        seen[ping.vehicle_id] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(j)
+    return rounds
+
+
+def _hints_are_clean(ping: Ping) -> bool:
+    """Whether `clean_hints` would return `ping` unchanged (the usual case): skips its copy."""
+    speed, bearing, accuracy = ping.speed_mps, ping.bearing_deg, ping.accuracy_m
+    return (
+        (speed is None or 0 <= speed <= MAX_SPEED_MPS)
+        and (bearing is None or 0 <= bearing < 360)
+        and (accuracy is None or 0 <= accuracy < math.inf)
+        and (ping.route_id is None or bool(ping.route_id.strip()))
+        and (ping.trip_id is None or bool(ping.trip_id.strip()))
+    )

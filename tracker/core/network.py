@@ -14,8 +14,10 @@ Pure: no I/O, no clock. Distances in metres, times in seconds.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from zoneinfo import ZoneInfo
@@ -174,7 +176,7 @@ class Network:
     def __getstate__(self) -> dict[str, object]:
         lazy = {"trip_index", "route_index", "runs_of_trip", "patterns_of_shape", "run_route",
                 "run_service", "_to_metric", "_to_wgs84", "_segments", "_day_origin_cache",
-                "_active_cache"}  # fmt: skip
+                "_active_cache", "_run_times_cache"}  # fmt: skip
         return {k: v for k, v in self.__dict__.items() if k not in lazy}
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -211,11 +213,35 @@ class Network:
         if given), however far."""
         return self._segments.locate_on_shape(shape_idx, x_m, y_m, from_m, to_m)
 
+    def locate_on_shapes(
+        self,
+        shape_idx: Sequence[int],
+        x_m: FloatArray,
+        y_m: FloatArray,
+        *,
+        from_m: Sequence[float],
+        to_m: Sequence[float],
+    ) -> tuple[FloatArray, FloatArray]:
+        """`locate_on_shape` for many points at once, each on its own shape and stretch:
+        (along_m, offset_m) arrays, the same numbers as one call per point."""
+        return self._segments.locate_on_shapes(shape_idx, x_m, y_m, from_m, to_m)
+
     def point_at(self, shape_idx: int, along_m: float) -> tuple[float, float]:
         """Projected (x, y) of the spot `along_m` metres along a shape."""
         shape = self.shapes[shape_idx]
         x = float(np.interp(along_m, shape.dist_m, shape.xy_m[:, 0]))
         y = float(np.interp(along_m, shape.dist_m, shape.xy_m[:, 1]))
+        return x, y
+
+    def points_at(self, shape_idx: IntArray, along_m: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """`point_at` for many spots (x and y arrays), one numpy call per shape among them."""
+        x = np.empty(len(along_m))
+        y = np.empty(len(along_m))
+        for s in np.unique(shape_idx).tolist():
+            on = shape_idx == s
+            shape = self.shapes[s]
+            x[on] = np.interp(along_m[on], shape.dist_m, shape.xy_m[:, 0])
+            y[on] = np.interp(along_m[on], shape.dist_m, shape.xy_m[:, 1])
         return x, y
 
     # --- time ----------------------------------------------------------------------------------
@@ -244,10 +270,36 @@ class Network:
         return active
 
     def scheduled_time_s(self, run: int, along_m: float) -> float:
-        """Scheduled time at a distance along the run's shape (between stops: linear)."""
-        pattern = self.patterns[int(self.runs.pattern_idx[run])]
-        row = int(self.runs.row[run])
-        return float(schedule_at(pattern, np.array([row]), along_m)[0])
+        """Scheduled time at a distance along the run's shape (between stops: linear).
+
+        The same arithmetic as `schedule_at`, on plain floats: called once per ping with a
+        trip_id, where numpy's per-call overhead would dominate.
+        """
+        dists, departures, arrivals = self._run_times(run)
+        k = bisect.bisect_right(dists, along_m) - 1
+        if k < 0:
+            return departures[0]
+        if k >= len(dists) - 1:
+            return arrivals[-1]
+        span = dists[k + 1] - dists[k]
+        frac = (along_m - dists[k]) / span if span > 0 else 0.0
+        return departures[k] + frac * (arrivals[k + 1] - departures[k])
+
+    def _run_times(self, run: int) -> tuple[list[float], list[float], list[float]]:
+        """(stop distances, departures, arrivals) of one run as lists (cached per run)."""
+        cache: dict[int, tuple[list[float], list[float], list[float]]] = self.__dict__.setdefault(
+            "_run_times_cache", {}
+        )
+        found = cache.get(run)
+        if found is None:
+            pattern = self.patterns[int(self.runs.pattern_idx[run])]
+            row = int(self.runs.row[run])
+            found = cache[run] = (
+                pattern.stop_dist_m.tolist(),
+                pattern.departure_s[row].tolist(),
+                pattern.arrival_s[row].tolist(),
+            )
+        return found
 
 
 def schedule_at(pattern: Pattern, rows: IntArray, along_m: float) -> FloatArray:
@@ -289,6 +341,13 @@ class _SegmentIndex:
         self.dist0 = np.concatenate(dist0) if dist0 else np.zeros(0)
         self.heading = np.degrees(np.arctan2(self.dx, self.dy)) % 360.0
         self.first_seg = np.searchsorted(self.shape, np.arange(len(shapes) + 1))
+        # The same as plain lists, for bisecting one point at a time.
+        self.first_seg_list: list[int] = self.first_seg.tolist()
+        self.dist0_of_shape: list[list[float]] = [
+            self.dist0[self.first_seg_list[i] : self.first_seg_list[i + 1]].tolist()
+            for i in range(len(shapes))
+        ]
+        self.degenerate = bool((self.len2 == 0).any())  # zero-length segments, t = 0/0
         self.bx, self.by = b[:, 0].copy(), b[:, 1].copy()
         self._chunks_by_radius: dict[float, _Chunks] = {}
         # Exact ties in `snap` (a point nearest a vertex that two segments share) go to the
@@ -306,7 +365,8 @@ class _SegmentIndex:
         ax, ay, dx, dy = self.ax[seg], self.ay[seg], self.dx[seg], self.dy[seg]
         with np.errstate(invalid="ignore", divide="ignore"):
             t = np.clip(((x - ax) * dx + (y - ay) * dy) / self.len2[seg], 0.0, 1.0)
-        t = np.nan_to_num(t)
+        if self.degenerate:
+            t = np.nan_to_num(t)
         cx, cy = ax + t * dx, ay + t * dy
         return t, np.hypot(x - cx, y - cy), cx, cy
 
@@ -400,6 +460,36 @@ class _SegmentIndex:
         best = int(np.argmin(offset))
         return float(self.dist0[seg[best]] + t[best] * self.length[seg[best]]), float(offset[best])
 
+    def locate_on_shapes(
+        self,
+        shape_idx: Sequence[int],
+        x: FloatArray,
+        y: FloatArray,
+        from_m: Sequence[float],
+        to_m: Sequence[float],
+    ) -> tuple[FloatArray, FloatArray]:
+        """`locate_on_shape` per point, in one pass: each point's stretch of segments is cut
+        as there, all stretches are measured together, and each keeps its first nearest."""
+        lo: list[int] = []
+        hi: list[int] = []
+        for s, from_s, to_s in zip(shape_idx, from_m, to_m, strict=True):
+            dist0 = self.dist0_of_shape[s]
+            lo_s = max(bisect.bisect_right(dist0, from_s) - 1, 0)
+            hi_s = max(bisect.bisect_right(dist0, to_s), lo_s + 1)
+            first = self.first_seg_list[s]
+            lo.append(first + lo_s)
+            hi.append(first + hi_s)
+        lo_a, hi_a = np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64)
+        counts = hi_a - lo_a
+        seg = _ragged_arange(lo_a, counts)
+        t, offset, _, _ = self._project(seg, np.repeat(x, counts), np.repeat(y, counts))
+        starts = np.cumsum(counts) - counts
+        nearest = np.minimum.reduceat(offset, starts)
+        # The first segment of each stretch at its minimum, like np.argmin.
+        at_min = np.flatnonzero(offset == np.repeat(nearest, counts))
+        best = at_min[np.searchsorted(at_min, starts)]
+        return self.dist0[seg[best]] + t[best] * self.length[seg[best]], offset[best]
+
 
 @dataclass(frozen=True, slots=True)
 class _Chunks:
@@ -442,6 +532,13 @@ class _Chunks:
         else:
             boxes = np.zeros(0, dtype=object)
         return cls(first_a, count_a, int(count_a.max(initial=1)), shapely.STRtree(boxes))
+
+
+def _ragged_arange(starts: IntArray, counts: IntArray) -> IntArray:
+    """Concatenated ranges [starts[i], starts[i] + counts[i]) (counts >= 1)."""
+    ends = np.cumsum(counts)
+    total = int(ends[-1]) if len(ends) else 0
+    return np.repeat(starts - (ends - counts), counts) + np.arange(total)
 
 
 def angle_diff_deg(a: float, b: float) -> float:
