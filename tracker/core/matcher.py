@@ -24,6 +24,7 @@ its trip stays on it even when the next trip's schedule fits the current ping be
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import math
@@ -143,7 +144,10 @@ class Matcher:
             float((p.arrival_s[:, -1] - p.departure_s[:, 0]).max()) if len(p.runs) else 0.0
             for p in net.patterns
         ]
-        self._pattern_start = [net.runs.start_s[p.runs] for p in net.patterns]
+        self._pattern_start: list[list[float]] = [
+            net.runs.start_s[p.runs].tolist() for p in net.patterns
+        ]
+        self._pattern_first_stop = [float(p.stop_dist_m[0]) for p in net.patterns]
         self._latest_end_s = float(net.runs.end_s.max()) if len(net.runs) else 0.0
         block_ids: dict[str, int] = {}
         trip_block = [block_ids.setdefault(t.block_id, len(block_ids)) if t.block_id else -1
@@ -154,6 +158,11 @@ class Matcher:
         self._run_exact: list[bool] = net.runs.exact_times.tolist()
         self._run_headway: list[float] = net.runs.headway_s.tolist()
         self._service_dates: dict[dt.date, str] = {}
+        # See `_key`: the run itself, or -1 - its trip for inexact frequency runs.
+        self._run_key = [
+            run if exact else -1 - trip
+            for run, (exact, trip) in enumerate(zip(self._run_exact, self._run_trip, strict=True))
+        ]
 
     # --- public ------------------------------------------------------------------------------
 
@@ -370,12 +379,11 @@ class Matcher:
             for shape_idx, along, offset, heading, sx, sy in snapped:
                 for p in net.patterns_of_shape.get(shape_idx, ()):
                     pattern = net.patterns[p]
-                    starts = self._pattern_start[p]
-                    lo = int(
-                        np.searchsorted(starts, s - cfg.max_late_s - self._pattern_max_duration[p])
-                    )
-                    early_s = self._max_early_s(float(pattern.stop_dist_m[0]), along)
-                    hi = int(np.searchsorted(starts, s + early_s, side="right"))
+                    starts = self._pattern_start[p]  # a list: bisect beats numpy on one value
+                    earliest_s = s - cfg.max_late_s - self._pattern_max_duration[p]
+                    lo = bisect.bisect_left(starts, earliest_s)
+                    early_s = self._max_early_s(self._pattern_first_stop[p], along)
+                    hi = bisect.bisect_right(starts, s + early_s)
                     if hi <= lo:
                         continue
                     runs = pattern.runs[lo:hi]
@@ -437,10 +445,7 @@ class Matcher:
 
     def _key(self, run: int, day: dt.date) -> tuple[int, dt.date]:
         """Hypotheses continue per run; on inexact frequency runs, per trip (any departure)."""
-        runs = self.network.runs
-        if runs.exact_times[run]:
-            return (run, day)
-        return (-1 - int(runs.trip_idx[run]), day)
+        return (self._run_key[run], day)
 
     def _step(
         self,
