@@ -1,0 +1,63 @@
+"""The one mapping from exceptions to HTTP status codes, installed by `install_error_handlers`.
+
+    exception             (bases)                     status  when
+    NotFoundError         (TrackerError, LookupError)  404    an id in the path is not known
+    BadParameterError     (TrackerError, ValueError)   422    a query parameter cannot be used
+    SubscriptionError     (tracker.live.hub)           422    a bad routes/bbox filter
+    StoreError            (tracker.errors)             503    the database is unavailable
+
+Every answer is JSON ``{"detail": "<message>"}``; the message names the bad value and what to send
+instead. FastAPI's own checks of query parameters (types, ranges) answer 422 with its usual list
+of problems. Anything else is a bug: FastAPI answers 500 and logs the traceback.
+
+A plain `ValueError` is deliberately *not* mapped: one raised by a bug deep in a handler must
+show as a 500 and be logged, not as the client's fault. Endpoints turn bad input into
+`BadParameterError` (a `ValueError` too).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tracker.errors import StoreError, TrackerError
+from tracker.live.hub import SubscriptionError
+
+
+class NotFoundError(TrackerError, LookupError):
+    """Something named in the request path does not exist (vehicle, route, stop)."""
+
+
+class BadParameterError(TrackerError, ValueError):
+    """A request parameter has a value the API cannot use; the message says what to send."""
+
+
+STATUS_OF_ERROR: Final[tuple[tuple[type[Exception], int], ...]] = (
+    (NotFoundError, 404),
+    (BadParameterError, 422),
+    (SubscriptionError, 422),
+    (StoreError, 503),
+)
+"""Exception type → HTTP status. Starlette picks the first class in an exception's MRO that has a
+handler, so a subclass of one of these gets its status."""
+
+
+def status_of(error: Exception) -> int:
+    """The status the API answers `error` with (500 for anything not in the mapping)."""
+    for error_type, status in STATUS_OF_ERROR:
+        if isinstance(error, error_type):
+            return status
+    return 500
+
+
+async def _answer(request: Request, error: Exception) -> JSONResponse:
+    headers = {"Retry-After": "5"} if isinstance(error, StoreError) else None
+    return JSONResponse({"detail": str(error)}, status_code=status_of(error), headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the mapping on `app` (create_app calls this once)."""
+    for error_type, _ in STATUS_OF_ERROR:
+        app.add_exception_handler(error_type, _answer)

@@ -1,0 +1,357 @@
+"""What the HTTP API answers, as pydantic models (they make the OpenAPI docs at ``/docs``).
+
+Times are epoch seconds (UTC) and named ``*_s``; so are durations. Distances are metres
+(``*_m``), speeds m/s, angles degrees clockwise from north, positions WGS84 degrees. Colours are
+CSS ``"#RRGGBB"`` or null. Vehicle states are those of `tracker.core.model.State`:
+``in_service``, ``layover``, ``off_route``, ``not_matched``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
+
+from tracker.ingest.queue import QueueStats
+from tracker.live.hub import HubStats
+
+# --- health ----------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    """``ready`` only when all three parts are; `problems` names each part that is not."""
+
+    ready: bool
+    network: bool  # the GTFS network is loaded
+    database: bool  # PostgreSQL answers and its schema is up to date
+    mqtt: bool  # the MQTT ingest is connected to the broker
+    problems: list[str]
+
+
+# --- vehicles --------------------------------------------------------------------------------
+
+
+class Vehicle(BaseModel):
+    """A vehicle's latest state. `lat`/`lon` are what the map draws: the point snapped to the
+    route when in service or in layover, else the GPS position."""
+
+    vehicle_id: str
+    observed_at_s: float
+    age_s: float = Field(description="server clock minus observed_at_s")
+    stale: bool = Field(description="age_s > stale_after_s (see /api/config)")
+    lat: float
+    lon: float
+    bearing_deg: float | None
+    speed_mps: float | None
+    state: str
+    reason: str | None
+    route_id: str | None
+    trip_id: str | None
+    direction_id: int | None
+    shape_id: str | None
+    shape_dist_m: float | None
+    offset_m: float | None = Field(description="distance from the GPS position to the route")
+    delay_s: float | None = Field(description="positive: late")
+    headway_s: float | None = Field(description="scheduled headway, frequency-based trips")
+
+
+class Vehicles(BaseModel):
+    now_s: float
+    count: int
+    vehicles: list[Vehicle]
+
+
+class TrailPoint(BaseModel):
+    observed_at_s: float
+    lat: float
+    lon: float
+    state: str
+    delay_s: float | None
+
+
+class NextStop(BaseModel):
+    stop_id: str
+    name: str
+    lat: float
+    lon: float
+    stop_index: int = Field(description="position in the trip's stop sequence, from 0")
+    dist_m: float = Field(description="distance of the stop along the trip's shape")
+    scheduled_s: float = Field(description="scheduled arrival (departure at the first stop)")
+    delay_s: float | None
+    expected_s: float = Field(description="scheduled_s + the vehicle's current delay")
+
+
+class VehicleTrip(BaseModel):
+    """The trip a vehicle is matched to, and what is ahead of it."""
+
+    trip_id: str
+    route_id: str
+    route_short_name: str
+    headsign: str
+    direction_id: int | None
+    service_date: str = Field(description="YYYYMMDD, the trip's service day")
+    exact_times: bool = Field(description="false: a headway-based frequency trip")
+    next_stops: list[NextStop]
+
+
+class VehicleDetail(BaseModel):
+    now_s: float
+    vehicle: Vehicle
+    trip: VehicleTrip | None = Field(description="null when not matched to a trip")
+    trail_s: float
+    trail: list[TrailPoint] = Field(
+        description="stored positions of the last trail_s, oldest first"
+    )
+
+
+# --- routes and stops ----------------------------------------------------------------------
+
+
+class Route(BaseModel):
+    route_id: str
+    short_name: str
+    long_name: str
+    color: str | None
+    text_color: str | None
+    route_type: int = Field(description="GTFS route_type (3: bus)")
+    has_shape: bool = Field(description="false when every line of the route joins its stops")
+
+
+class Routes(BaseModel):
+    routes: list[Route]
+
+
+class PointGeometry(BaseModel):
+    type: Literal["Point"]
+    coordinates: list[float] = Field(description="[lon, lat]")
+
+
+class LineStringGeometry(BaseModel):
+    type: Literal["LineString"]
+    coordinates: list[list[float]] = Field(description="[[lon, lat], ...]")
+
+
+class Feature(BaseModel):
+    """A GeoJSON Feature. Shapes (``kind: "shape"``) have the properties shape_id, route_id,
+    route_ids, short_name, direction_id, headsigns, color, text_color, from_stops; stops
+    (``kind: "stop"``) have stop_id and name."""
+
+    type: Literal["Feature"]
+    geometry: PointGeometry | LineStringGeometry
+    properties: dict[str, Any]
+
+
+class FeatureCollection(BaseModel):
+    """A GeoJSON FeatureCollection (RFC 7946), ``application/geo+json``."""
+
+    type: Literal["FeatureCollection"]
+    features: list[Feature]
+
+
+class Departure(BaseModel):
+    route_id: str
+    route_short_name: str
+    trip_id: str
+    headsign: str
+    direction_id: int | None
+    service_date: str = Field(description="YYYYMMDD")
+    scheduled_s: float
+    live: bool = Field(description="a vehicle is on this trip: delay_s and expected_s are live")
+    delay_s: float | None
+    expected_s: float = Field(description="scheduled_s + delay_s, or scheduled_s")
+    vehicle_id: str | None
+    exact_times: bool = Field(
+        description="false: a headway-based frequency trip; scheduled_s is nominal and buses "
+        "come about every headway_s"
+    )
+    headway_s: float | None
+
+
+class StopDetail(BaseModel):
+    now_s: float
+    stop_id: str
+    name: str
+    lat: float
+    lon: float
+    route_ids: list[str] = Field(description="routes leaving from this stop")
+    departures: list[Departure]
+
+
+# --- operators ---------------------------------------------------------------------------
+
+
+class FleetVehicle(BaseModel):
+    vehicle_id: str
+    route_id: str | None
+    route_short_name: str | None
+    trip_id: str | None
+    headsign: str | None
+    delay_s: float | None
+    state: str
+    stale: bool
+    last_seen_s: float
+    age_s: float
+
+
+class DelaySummary(BaseModel):
+    """Delays of the in-service, not stale vehicles that have one. On time: −60 s ≤ delay ≤
+    +300 s. Shares and percentiles are null when no vehicle counts."""
+
+    with_delay: int
+    on_time: int
+    on_time_share: float | None
+    median_delay_s: float | None
+    p90_delay_s: float | None
+
+
+class FleetRoute(BaseModel):
+    route_id: str
+    route_short_name: str
+    vehicles: int
+    in_service: int
+    stale: int
+    punctuality: DelaySummary
+
+
+class FleetTotals(BaseModel):
+    vehicles: int
+    by_state: dict[str, int]
+    stale: int
+    punctuality: DelaySummary
+
+
+class Fleet(BaseModel):
+    now_s: float
+    stale_after_s: float
+    vehicles: list[FleetVehicle]
+    routes: list[FleetRoute]
+    totals: FleetTotals
+
+
+class VehicleProblem(BaseModel):
+    vehicle_id: str
+    state: str
+    reason: str | None
+    route_id: str | None
+    trip_id: str | None
+    lat: float
+    lon: float
+    offset_m: float | None
+    last_seen_s: float
+    age_s: float
+
+
+class RejectedMessage(BaseModel):
+    received_at_s: float
+    vehicle_id: str | None
+    reason: str
+    detail: str
+
+
+class Problems(BaseModel):
+    now_s: float
+    stale: list[VehicleProblem] = Field(description="not heard from for over stale_after_s")
+    off_route: list[VehicleProblem]
+    not_matched: list[VehicleProblem]
+    rejected: list[RejectedMessage] = Field(
+        description="the latest rejected messages, newest first"
+    )
+    rejected_by_reason: dict[str, int] = Field(description="all rejected messages since start")
+
+
+# --- history -------------------------------------------------------------------------------
+
+
+class HistoryPosition(TypedDict):
+    """A stored position. A TypedDict, not a model: up to 200 000 of them are serialised per
+    answer, and plain dicts serialise several times faster."""
+
+    vehicle_id: str
+    observed_at_s: float
+    lat: float
+    lon: float
+    bearing_deg: float | None
+    speed_mps: float | None
+    state: str
+    route_id: str | None
+    trip_id: str | None
+    delay_s: float | None
+
+
+class History(BaseModel):
+    start_s: float
+    end_s: float
+    count: int
+    limit: int
+    truncated: bool = Field(description="more positions than limit: the oldest limit are given")
+    positions: list[HistoryPosition] = Field(description="oldest first")
+
+
+class HistoryBounds(BaseModel):
+    first_s: float | None = Field(description="null when nothing is stored")
+    last_s: float | None
+
+
+# --- service -------------------------------------------------------------------------------
+
+
+class PipelineStats(BaseModel):
+    batches: int
+    messages: int
+    pings_matched: int
+    by_state: dict[str, int]
+    rejected_by_reason: dict[str, int]
+    vehicles_expired: int
+    last_batch_size: int
+    last_batch_s: float
+    max_batch_s: float
+
+
+class IngestStats(BaseModel):
+    connected: bool
+    broker: str
+    messages_received: int
+    connects: int
+    reconnects: int
+    connect_failures: int
+    session_errors: int
+
+
+class WriterStats(BaseModel):
+    healthy: bool
+    stored: int
+    duplicates: int
+    dropped_batches: int
+    dropped_pings: int
+    failures: int
+    pending_batches: int
+
+
+class Stats(BaseModel):
+    now_s: float
+    pipeline: PipelineStats
+    queue: QueueStats
+    queue_capacity: int
+    ingest: IngestStats
+    writer: WriterStats
+    hub: HubStats
+
+
+class Config(BaseModel):
+    """What the web pages need to start."""
+
+    now_s: float = Field(description="the server's clock (a demo may run it apart from yours)")
+    tiles_url: str
+    tiles_attribution: str
+    stale_after_s: float
+    hide_after_s: float
+    timezone: str = Field(description="the agency's IANA time zone")
+    bounds: list[float] | None = Field(
+        description="[min_lon, min_lat, max_lon, max_lat] of all stops and shapes"
+    )
+    feed_hash: str
