@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tracker.core.matcher import Matcher
@@ -120,11 +120,15 @@ class StoreWriter:
             rows, received_at_s = self._pending[0]
             try:
                 result = await self._store.write_batch(rows, received_at_s=received_at_s)
-            except StoreError as e:
+            except Exception as e:
+                # StoreError: the database cannot be reached. Anything else is a write it
+                # refused (privileges, read-only after a failover, disk full, ...): retried
+                # alike, so that the service lives on; logged with its traceback, once.
                 failures += 1
                 self.failures += 1
                 if self.healthy:
-                    log.warning("database write failed, will retry: %s", e)
+                    log.warning("database write failed, will retry: %s", e,
+                                exc_info=not isinstance(e, StoreError))  # fmt: skip
                 self.healthy = False
                 await asyncio.sleep(self._backoff.delay_s(failures, self._rng))
                 continue
@@ -205,6 +209,11 @@ class Pipeline:
             except Exception:  # a task boundary: log with the traceback, count, go on
                 log.exception("a batch of %d messages failed", len(batch))
                 self.stats.rejected_by_reason["internal_error"] += len(batch)
+
+    def remember(self, vehicles: Iterable[LiveVehicle]) -> None:
+        """Vehicles known from before (the database, at start): they expire like the others."""
+        for vehicle in vehicles:
+            self._last_seen_s[vehicle.vehicle_id] = vehicle.observed_at_s
 
     def _reject(self, now_s: float, vehicle_id: str | None, reason: Reason, detail: str) -> None:
         self.stats.rejected_by_reason[reason.value] += 1
