@@ -69,7 +69,7 @@ async function main() {
   getJson("/api/network.geojson").then((routes) => {
     L.geoJSON(routes, {
       renderer,
-      style: (f) => ({ color: `#${f.properties.color || "3366cc"}`, weight: 3, opacity: 0.6 }),
+      style: (f) => ({ color: f.properties.color || "#3366cc", weight: 3, opacity: 0.6 }),
     }).addTo(map);
   }).catch((e) => showError(`Routes could not be loaded: ${e.message}`));
 
