@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import sys
@@ -68,6 +69,8 @@ def _demo(args: argparse.Namespace) -> int:
         broker_url=args.broker_url,
         database_url=args.database_url,
         simulate=not args.no_simulator,
+        service_date=args.date,
+        start_s=args.start,
         **({"gtfs": args.gtfs} if args.gtfs is not None else {}),
     )
     try:
@@ -99,6 +102,14 @@ def _db_upgrade(args: argparse.Namespace) -> int:
         f"{mask_password(url)}: " + (f"applied {', '.join(applied)}" if applied else "up to date")
     )
     return 0
+
+
+def _time_of_day_s(text: str) -> float:
+    hours, _, minutes = text.partition(":")
+    try:
+        return int(hours) * 3600.0 + int(minutes) * 60.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time HH:MM") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--broker-url", help="use this broker instead of the embedded one")
     demo.add_argument("--database-url", help="use this database instead of the embedded one")
     demo.add_argument("--no-simulator", action="store_true", help="serve without moving buses")
+    demo.add_argument(
+        "--date",
+        type=lambda text: dt.datetime.strptime(text, "%Y%m%d").date(),
+        help="run the demo clock on this service date, YYYYMMDD (default: today's weekday "
+        "on a date the feed serves)",
+    )
+    demo.add_argument(
+        "--start",
+        type=_time_of_day_s,
+        help="... from this time of day, HH:MM (default: now if buses run, else 08:00)",
+    )
     demo.set_defaults(handler=_demo)
 
     db = sub.add_parser("db", help="database maintenance")

@@ -57,6 +57,8 @@ class DemoOptions:
     database_url: str | None = None
     simulate: bool = True
     seed: int = 1
+    service_date: dt.date | None = None  # run the clock on this date (default: see demo_clock)
+    start_s: float | None = None  # ... from this time of day, seconds from the day's origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,17 +70,23 @@ class DemoClock:
     offset_s: float  # service clock minus wall clock
 
 
-def demo_clock(network: Network, wall_s: float) -> DemoClock:
-    """Today's weekday on a date the feed serves, at the current local time if buses run then."""
+def demo_clock(
+    network: Network,
+    wall_s: float,
+    *,
+    service_date: dt.date | None = None,
+    start_s: float | None = None,
+) -> DemoClock:
+    """Where the demo clock starts: `service_date` (default: today's weekday on a date the
+    feed serves) at `start_s` (default: the current local time if buses run then, else 08:00)."""
     today = dt.datetime.fromtimestamp(wall_s, ZoneInfo(network.timezone)).date()
-    date = covered_date(network, today)
-    time_of_day_s = wall_s - network.day_origin(today)
-    if (
-        _running_at(network, date, time_of_day_s)
-        < _running_at(network, date, FALLBACK_TIME_OF_DAY_S) / 4
-    ):
-        time_of_day_s = FALLBACK_TIME_OF_DAY_S
-    start_s = float(int(time_of_day_s))
+    date = service_date or covered_date(network, today)
+    if start_s is None:
+        start_s = wall_s - network.day_origin(today)
+        busy = _running_at(network, date, FALLBACK_TIME_OF_DAY_S)
+        if _running_at(network, date, start_s) < busy / 4:
+            start_s = FALLBACK_TIME_OF_DAY_S
+    start_s = float(int(start_s))
     return DemoClock(date, start_s, network.day_origin(date) + start_s - wall_s)
 
 
@@ -117,7 +125,9 @@ async def run_demo(options: DemoOptions) -> None:
 
         print(f"loading the feed {options.gtfs.name} ...", flush=True)
         network = await asyncio.to_thread(load_network, options.gtfs)
-        clock = demo_clock(network, time.time())
+        clock = demo_clock(
+            network, time.time(), service_date=options.service_date, start_s=options.start_s
+        )
         hhmm = f"{int(clock.start_s // 3600):02d}:{int(clock.start_s % 3600 // 60):02d}"
         settings = Settings(
             broker_url=broker_url,

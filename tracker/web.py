@@ -19,12 +19,32 @@ LEAFLET_DIR = Path(xstatic.pkg.leaflet.BASE_DIR)
 
 router = APIRouter(include_in_schema=False)
 
-_PAGES = {"": "index.html"}
+PAGES = {"/": "index.html", "/operator": "operator.html", "/replay": "replay.html"}
+
+
+def _page(name: str) -> FileResponse:
+    path = STATIC_DIR / name
+    if not path.is_file():
+        raise HTTPException(status_code=404, detail=f"page {name} is missing from web/static")
+    return FileResponse(path, headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/")
-async def index() -> FileResponse:
-    return FileResponse(STATIC_DIR / _PAGES[""], headers={"Cache-Control": "no-cache"})
+async def rider_page() -> FileResponse:
+    """Riders: the live map, routes, buses, stops."""
+    return _page(PAGES["/"])
+
+
+@router.get("/operator")
+async def operator_page() -> FileResponse:
+    """Operators: the fleet table, on-time shares, problems."""
+    return _page(PAGES["/operator"])
+
+
+@router.get("/replay")
+async def replay_page() -> FileResponse:
+    """Planners: play back a stored time window."""
+    return _page(PAGES["/replay"])
 
 
 @router.get("/static/{path:path}")

@@ -1,0 +1,147 @@
+"""A real tracker fed by the simulator, and a real Chromium driven by Playwright.
+
+The tracker is `tracker demo` on the Cairns feed (schedule-based: delays, stops, next
+departures) against the test session's real Mosquitto and PostgreSQL, so the pages see what
+users see. Chromium is Debian's package (`scripts/install` installs it), launched through
+Playwright's `executable_path` because Playwright cannot download browsers here.
+Screenshots go to `test-artifacts/screenshots/`.
+
+The browser lives in the session's event loop, so every browser test module says
+``pytestmark = pytest.mark.asyncio(loop_scope="session")``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from pgserver.postgres_server import PostgresServer
+from playwright.async_api import Browser, Page, async_playwright
+
+from tests.integration.servers import Mosquitto, free_port, postgres_server, wait_for_port
+
+__all__ = ["postgres_server"]  # the session's PostgreSQL, shared with tests/integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+FEED = SHARED_DATA / "static" / "cairns.zip"
+ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+STARTUP_S = 60.0
+
+
+@dataclass(frozen=True)
+class Tracker:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def get(self, path: str) -> object:
+        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+            return json.loads(response.read())
+
+
+@pytest.fixture(scope="session")
+def session_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path_factory.mktemp("browser-mosquitto"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def tracker(
+    session_mosquitto: Mosquitto,
+    postgres_server: PostgresServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Tracker]:
+    """`tracker demo` on Cairns with simulated buses, on this session's broker and database."""
+    postgres_server.psql("CREATE DATABASE browser_tests;")
+    port = free_port()
+    log = (tmp_path_factory.mktemp("tracker") / "tracker.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tracker",
+            "demo",
+            "--gtfs",
+            str(FEED),
+            "--port",
+            str(port),
+            "--vehicles",
+            "1000",
+            "--date",
+            "20141218",
+            "--start",
+            "08:00",
+            "--broker-url",
+            session_mosquitto.url,
+            "--database-url",
+            postgres_server.get_uri("browser_tests"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        wait_for_port(port, STARTUP_S)
+        running = Tracker(f"http://127.0.0.1:{port}", process)
+        deadline = time.monotonic() + STARTUP_S
+        while time.monotonic() < deadline:  # wait for buses on the map
+            vehicles = running.get("/api/vehicles")
+            assert isinstance(vehicles, dict)
+            if vehicles["count"] >= 5:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("no simulated bus reached the tracker")
+        yield running
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed: run scripts/install (it apt-installs chromium)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+    opened = await context.new_page()
+    try:
+        yield opened
+    finally:
+        await context.close()
+
+
+def screenshot_path(name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / f"{name}.png"
