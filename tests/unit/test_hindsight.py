@@ -7,7 +7,8 @@ from pathlib import Path
 
 from tests import feeds
 from tests.unit.test_matcher import WEEKDAY, drive, match_all, network_of
-from tracker.core.hindsight import match_recorded
+from tracker.core.hindsight import match_recorded, match_vehicle
+from tracker.core.matcher import MatcherConfig, PingCache
 from tracker.core.model import Ping, Reason, State
 
 
@@ -64,3 +65,23 @@ def test_a_ping_from_the_future_is_rejected_by_its_own_clock(tmp_path: Path) -> 
     recorded = match_recorded(network, pings, nows)
     assert recorded[3].reason is Reason.FUTURE_TIMESTAMP
     assert sum(m.state is State.REJECTED for m in recorded) == 1
+
+
+def test_a_vehicle_matched_again_from_its_cache_gets_the_same_answers(tmp_path: Path) -> None:
+    network = network_of(feeds.two_directions_feed, tmp_path)
+    pings = drive(network, "B_N_0600", WEEKDAY, vehicle="late", delay_s=600)
+    now = [max(p.timestamp for p in pings) + 60] * len(pings)
+    config = MatcherConfig(keep_paths=True)
+    fresh = match_vehicle(network, config, pings, now, {})
+    cache: PingCache = {}
+    first = match_vehicle(network, config, pings, now, {}, cache=cache)
+    assert len(cache) == len(pings)
+    again = match_vehicle(network, config, pings, now, {}, cache=cache)
+    assert first == fresh
+    assert again == fresh
+    # With an exclusion the cached candidates are narrowed just as fresh ones are.
+    key = next(iter(fresh.spans))
+    excluded = {key: [(pings[0].timestamp, pings[-1].timestamp)]}
+    assert match_vehicle(network, config, pings, now, excluded, cache=cache) == match_vehicle(
+        network, config, pings, now, excluded
+    )

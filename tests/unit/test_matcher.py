@@ -320,3 +320,25 @@ def test_hints_are_clean_exactly_when_clean_hints_changes_nothing() -> None:
             for a, b in zip(dataclasses.astuple(ping), dataclasses.astuple(cleaned), strict=True)
         )
         assert _hints_are_clean(ping) == unchanged, ping
+
+
+def test_a_batch_of_many_vehicles_answers_as_one_ping_at_a_time(tmp_path: Path) -> None:
+    # Candidates are found for a whole batch at once: mixed vehicles, service days, route
+    # filters (one known, one unknown) and bearings must not change any answer.
+    network = network_of(feeds.two_directions_feed, tmp_path)
+    streams = []
+    for n, trip_id in enumerate(["B_N_0712", "B_N_0600", "B_S_0636"]):
+        pings = drive(network, trip_id, WEEKDAY, vehicle=f"bus{n}", delay_s=90.0 * n,
+                      with_bearing=n != 1)  # fmt: skip
+        streams.append(pings)
+    route_id = network.routes[0].route_id
+    streams[1] = [dataclasses.replace(p, route_id=route_id) for p in streams[1]]
+    streams[2][3] = dataclasses.replace(streams[2][3], route_id="no-such-route")
+    pings = sorted((p for s in streams for p in s), key=lambda p: p.timestamp)
+    now = max(p.timestamp for p in pings) + 60
+    for keep_paths in (False, True):
+        config = MatcherConfig(keep_paths=keep_paths)
+        one_by_one = match_all(network, pings, Matcher(network, config))
+        batched = Matcher(network, config).match_batch(pings, now=now)
+        assert batched == one_by_one
+        assert sum(m.trip_id is not None for m in batched) > len(pings) * 0.9

@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import pickle
 import zipfile
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -24,6 +25,7 @@ from tracker.core.network import (
     FloatArray,
     Network,
     SnapCandidates,
+    SortedGroups,
     angle_diff_deg,
     schedule_at,
 )
@@ -663,3 +665,48 @@ def test_scheduled_time_matches_schedule_at(variants: Network) -> None:
         for along in np.linspace(-100, float(pattern.stop_dist_m[-1]) + 100, 57).tolist():
             expected = float(schedule_at(pattern, row, along)[0])
             assert variants.scheduled_time_s(run, along) == expected
+
+
+def test_timetable_schedule_at_matches_schedule_at_to_the_bit(variants: Network) -> None:
+    table = variants.timetable
+    pattern_l: list[int] = []
+    row_l: list[int] = []
+    along_l: list[float] = []
+    expected: list[float] = []
+    for run in range(len(variants.runs)):
+        p = int(variants.runs.pattern_idx[run])
+        pattern = variants.patterns[p]
+        row = int(variants.runs.row[run])
+        stops = pattern.stop_dist_m.tolist()
+        spots = np.linspace(-100, stops[-1] + 100, 57).tolist() + stops
+        for along in spots:
+            pattern_l.append(p)
+            row_l.append(row)
+            along_l.append(along)
+            expected.append(float(schedule_at(pattern, np.array([row]), along)[0]))
+    got = table.schedule_at(np.array(pattern_l), np.array(row_l), np.array(along_l))
+    assert got.tolist() == expected
+    # The runs of each pattern, in start order, as listed by the pattern.
+    for p, pattern in enumerate(variants.patterns):
+        start = table.starts.start
+        assert table.run[start[p] : start[p + 1]].tolist() == pattern.runs.tolist()
+
+
+def test_sorted_groups_bisect_like_bisect() -> None:
+    rng = np.random.default_rng(3)
+    groups = [np.sort(rng.integers(0, 50, n).astype(np.float64)) for n in (0, 1, 7, 30)]
+    groups.append(np.array([5.0, 5.0, 5.0, 5.5]))
+    table = SortedGroups(groups)
+    values = np.concatenate([np.arange(-1.0, 52.0, 0.5), [5.0 - 1e-12, 5.0 + 1e-12]])
+    for g, group in enumerate(groups):
+        as_list = group.tolist()
+        which = np.full(len(values), g)
+        left = table.bisect(which, values, side="left") - table.start[g]
+        right = table.bisect(which, values, side="right") - table.start[g]
+        assert left.tolist() == [bisect_left(as_list, v) for v in values.tolist()]
+        assert right.tolist() == [bisect_right(as_list, v) for v in values.tolist()]
+
+
+def test_sorted_groups_refuse_unsorted_groups() -> None:
+    with pytest.raises(ValueError, match="sorted"):
+        SortedGroups([np.array([1.0, 0.0])])

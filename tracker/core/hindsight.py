@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tracker.core.matcher import Hypothesis, Matcher, MatcherConfig
+from tracker.core.matcher import Hypothesis, Matcher, MatcherConfig, PingCache
 from tracker.core.model import Match, Ping
 from tracker.core.network import Network
 
@@ -62,10 +62,19 @@ def match_recorded(
     for i, ping in enumerate(pings):
         by_vehicle[ping.vehicle_id].append(i)
 
+    # A vehicle's snapped passes and candidates, kept between its matches: the conflict rounds
+    # match the same pings again, with exclusions, which only narrow what is offered.
+    caches: dict[str, PingCache] = defaultdict(dict)
+
     def rematch(vehicle_id: str, exclusions: Exclusions) -> VehiclePath:
         idx = by_vehicle[vehicle_id]
         return match_vehicle(
-            network, config, [pings[i] for i in idx], [nows[i] for i in idx], exclusions
+            network,
+            config,
+            [pings[i] for i in idx],
+            [nows[i] for i in idx],
+            exclusions,
+            cache=caches[vehicle_id],
         )
 
     paths: dict[str, VehiclePath] = {}
@@ -111,9 +120,14 @@ def match_vehicle(
     pings: Sequence[Ping],
     nows: Sequence[float],
     exclusions: Exclusions,
+    *,
+    cache: PingCache | None = None,
 ) -> VehiclePath:
-    """Match one vehicle's pings (in time order) and answer each from its best path."""
-    matcher = Matcher(network, config)
+    """Match one vehicle's pings (in time order) and answer each from its best path.
+
+    `cache`, if given, keeps what depends on the pings alone between calls (see `PingCache`).
+    """
+    matcher = Matcher(network, config, ping_cache=cache)
     if pings and exclusions:
         matcher.exclusions[pings[0].vehicle_id] = exclusions
     live = matcher.match_batch(pings, now=nows)

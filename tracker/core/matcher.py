@@ -24,17 +24,17 @@ its trip stays on it even when the next trip's schedule fits the current ping be
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 
 from tracker.core.model import Match, Ping, Reason, State, rejected
-from tracker.core.network import FloatArray, Network, angle_diff_deg, schedule_at
+from tracker.core.network import FloatArray, Network, angle_diff_deg, ragged_arange
 from tracker.core.validate import MAX_SPEED_MPS, clean_hints, validate_ping
 
 
@@ -104,16 +104,22 @@ Snapped = tuple[int, float, float, float, float, float]
 """One pass of a shape near a ping: (shape_idx, along_m, offset_m, heading_deg, x_m, y_m)."""
 
 
-@dataclass(slots=True)
-class _Candidate:
-    run: int
-    day: dt.date
-    along_m: float
-    offset_m: float
-    heading_deg: float
-    delay_s: float
-    x_m: float
-    y_m: float
+_Candidate = tuple[int, dt.date, float, float, float, float, tuple[int, dt.date], int, bool]
+"""A run the ping may be on, as `_step` reads it: (run, service day, along_m, delay_s (NaN on
+inexact runs), fit (`_fit` of the shape pass), prior (`_prior`), key (`_key`), block (`_run_block`),
+near_start (within `terminal_zone_m` of the run's first stop))."""
+
+PingCache = dict[Ping, tuple[list[Snapped], list[_Candidate] | None]]
+"""Snapped passes and candidates per ping: they depend on the ping alone (not on the vehicle's
+state), so matching the same pings again (hindsight's conflict rounds) can reuse them."""
+
+_Offer = tuple[
+    float, int, dt.date, float, float, int, bool, tuple[float, float], "Hypothesis | None"
+]
+"""What `_step` offers, before the kept few become `Hypothesis`: (score, run, day, along_m,
+delay_s, misses, waiting, wait_spot, parent)."""
+
+_NO_SPOT = (math.nan, math.nan)
 
 
 @dataclass
@@ -128,6 +134,8 @@ class Matcher:
     exclusions: dict[str, dict[tuple[int, dt.date], list[tuple[float, float]]]] = field(
         default_factory=dict
     )
+    # If given, filled with and read from: see `PingCache`.
+    ping_cache: PingCache | None = None
 
     def __post_init__(self) -> None:
         net = self.network
@@ -140,14 +148,6 @@ class Matcher:
         self._run_last_stop = [
             float(net.patterns[p].stop_dist_m[-1]) for p in net.runs.pattern_idx.tolist()
         ]
-        self._pattern_max_duration = [
-            float((p.arrival_s[:, -1] - p.departure_s[:, 0]).max()) if len(p.runs) else 0.0
-            for p in net.patterns
-        ]
-        self._pattern_start: list[list[float]] = [
-            net.runs.start_s[p.runs].tolist() for p in net.patterns
-        ]
-        self._pattern_first_stop = [float(p.stop_dist_m[0]) for p in net.patterns]
         self._latest_end_s = float(net.runs.end_s.max()) if len(net.runs) else 0.0
         block_ids: dict[str, int] = {}
         trip_block = [block_ids.setdefault(t.block_id, len(block_ids)) if t.block_id else -1
@@ -163,6 +163,31 @@ class Matcher:
             run if exact else -1 - trip
             for run, (exact, trip) in enumerate(zip(self._run_exact, self._run_trip, strict=True))
         ]
+        self._run_start_point: dict[int, tuple[float, float]] = {}  # see `_start_point`
+        self._init_candidate_arrays()
+
+    def _init_candidate_arrays(self) -> None:
+        """Per-pattern and per-run arrays for `_candidate_table` (indexed by numpy arrays)."""
+        cfg = self.config
+        net = self.network
+        self._timetable = net.timetable
+        self._pattern_max_duration = np.array(
+            [float((p.arrival_s[:, -1] - p.departure_s[:, 0]).max()) if len(p.runs) else 0.0
+             for p in net.patterns]
+        )  # fmt: skip
+        first_stop = np.array([float(p.stop_dist_m[0]) for p in net.patterns])
+        self._pattern_start_zone_end = first_stop + cfg.start_zone_m
+        # Patterns of each shape (in `patterns_of_shape` order): shape s has
+        # `_shape_pattern[_shape_pattern_first[s]:][:_shape_pattern_count[s]]`.
+        of_shape = [net.patterns_of_shape.get(s, []) for s in range(len(net.shapes))]
+        self._shape_pattern_count = np.array([len(ps) for ps in of_shape], dtype=np.int64)
+        self._shape_pattern_first = np.cumsum(self._shape_pattern_count) - self._shape_pattern_count
+        self._shape_pattern = np.array([p for ps in of_shape for p in ps], dtype=np.int64)
+        run_first_stop = np.array(self._run_first_stop)
+        self._run_start_zone_end = run_first_stop + cfg.start_zone_m
+        self._run_terminal_zone_end = run_first_stop + cfg.terminal_zone_m
+        self._run_key_a = np.array(self._run_key, dtype=np.int64)
+        self._run_block_a = np.array(self._run_block, dtype=np.int64)
 
     # --- public ------------------------------------------------------------------------------
 
@@ -193,9 +218,8 @@ class Matcher:
             # Pings that continue a believed trip_id are located on that trip's shape alone;
             # the others are snapped to every shape nearby, in one query for the batch.
             followed = [self._follows_given_trip(p) for p in cleaned]
-            to_snap = np.flatnonzero(~np.array(followed, dtype=np.bool_))
-            all_snapped = self._snap(x[to_snap], y[to_snap])
-            snapped_of = dict(zip(to_snap.tolist(), all_snapped, strict=True))
+            to_snap = [j for j, f in enumerate(followed) if not f]
+            snapped_of, candidates_of = self._prepare(cleaned, to_snap, x, y)
             # A vehicle's pings depend on each other; pings of different vehicles never do. So
             # the batch is taken in rounds, round k holding each vehicle's k-th ping: the pings
             # of a round that follow a believed trip are answered together, in numpy
@@ -206,12 +230,42 @@ class Matcher:
                 for j in round_:
                     found = answered.get(j)
                     if found is None:
-                        found = self._match_one(cleaned[j], xs[j], ys[j], snapped_of.get(j))
+                        found = self._match_one(
+                            cleaned[j], xs[j], ys[j], snapped_of.get(j), candidates_of.get(j)
+                        )
                         in_metres.append(usable[j])
                     results[usable[j]] = found
         out = [r for r in results if r is not None]
         assert len(out) == len(pings)
         return self._add_latlon(out, in_metres)
+
+    def _prepare(
+        self, pings: list[Ping], to_snap: list[int], x: FloatArray, y: FloatArray
+    ) -> tuple[dict[int, list[Snapped]], dict[int, list[_Candidate]]]:
+        """Snapped passes of `pings[j]` for j in `to_snap`, and the candidates of those without a
+        trip_id (the others need them only if their trip_id is not believed), each for the whole
+        batch at once. Both depend on the ping alone; `ping_cache` keeps them."""
+        cache = self.ping_cache if self.ping_cache is not None else {}
+        snapped_of: dict[int, list[Snapped]] = {}
+        candidates_of: dict[int, list[_Candidate]] = {}
+        for j in to_snap:
+            found = cache.get(pings[j])
+            if found is not None:
+                snapped_of[j] = found[0]
+                if found[1] is not None:
+                    candidates_of[j] = found[1]
+        to_snap_now = [j for j in to_snap if j not in snapped_of]
+        if to_snap_now:
+            rows = np.array(to_snap_now, dtype=np.int64)
+            snapped_of.update(zip(to_snap_now, self._snap(x[rows], y[rows]), strict=True))
+        infer = [j for j in to_snap if pings[j].trip_id is None and j not in candidates_of]
+        if infer:
+            table = self._candidate_table([pings[j] for j in infer], [snapped_of[j] for j in infer])
+            candidates_of.update(zip(infer, table, strict=True))
+        if self.ping_cache is not None:
+            for j in to_snap:
+                self.ping_cache[pings[j]] = (snapped_of[j], candidates_of.get(j))
+        return snapped_of, candidates_of
 
     def _snap(self, x: FloatArray, y: FloatArray) -> list[list[Snapped]]:
         """Every shape pass near each point, as plain tuples per point."""
@@ -294,8 +348,16 @@ class Matcher:
 
     # --- one ping -------------------------------------------------------------------------------
 
-    def _match_one(self, ping: Ping, x: float, y: float, snapped: list[Snapped] | None) -> Match:
-        """One ping; `snapped` is None when it was not snapped (it follows a given trip)."""
+    def _match_one(
+        self,
+        ping: Ping,
+        x: float,
+        y: float,
+        snapped: list[Snapped] | None,
+        candidates: list[_Candidate] | None,
+    ) -> Match:
+        """One ping; `snapped` is None when it was not snapped (it follows a given trip), and
+        `candidates` when they were not found yet (it has a trip_id)."""
         cfg = self.config
         net = self.network
         state = self.states.get(ping.vehicle_id)
@@ -333,7 +395,8 @@ class Matcher:
         if snapped is None:
             snapped = self._snap(np.array([x]), np.array([y]))[0]
 
-        candidates = self._candidates(ping, snapped, route_filter)
+        if candidates is None:
+            candidates = self._candidate_table([ping], [snapped])[0]
         hypotheses = self._step(ping, x, y, candidates, previous, dt_s)
         if not hypotheses:
             if cfg.keep_paths:
@@ -359,56 +422,135 @@ class Matcher:
             reason=hint_reason,
         )  # fmt: skip
 
-    def _candidates(
-        self,
-        ping: Ping,
-        snapped: list[Snapped],
-        route_filter: int | None,
-    ) -> list[_Candidate]:
+    def _candidate_table(
+        self, pings: Sequence[Ping], snapped: Sequence[list[Snapped]]
+    ) -> list[list[_Candidate]]:
+        """The candidates of each ping (see `_Candidate`), for a batch of pings in one pass.
+
+        A candidate is a run on a snapped shape, active on the service day (yesterday or today,
+        for times past midnight), whose schedule at that spot is within the delay window,
+        optionally narrowed to the ping's `route_id`. The layout, one numpy row each:
+
+        1. *combinations* (ping, service day, shape pass, pattern on that shape), in that order,
+           which is the order in which `_step` offers the candidates (ties keep the first);
+        2. each combination's window of runs, a slice of its pattern's runs by start time
+           (bisected for all combinations at once in `Timetable.starts`);
+        3. one row per run of the windows, in start order: filtered (active that day, route),
+           scheduled at the spot (`Timetable.schedule_at`), and kept if the delay fits.
+
+        The arithmetic is the per-candidate arithmetic done element-wise, so every number is the
+        same to the last bit; the fit (float powers and cosines, which numpy rounds differently)
+        is computed in Python, once per shape pass.
+        """
         cfg = self.config
         net = self.network
-        out: list[_Candidate] = []
-        if not snapped:
+        tt = self._timetable
+        out: list[list[_Candidate]] = [[] for _ in pings]
+        pass_ping: list[int] = []
+        pass_shape: list[int] = []
+        pass_along: list[float] = []
+        pass_fit: list[float] = []
+        for j, (ping, passes) in enumerate(zip(pings, snapped, strict=True)):
+            for shape_idx, along_m, offset_m, heading_deg, _, _ in passes:
+                pass_ping.append(j)
+                pass_shape.append(shape_idx)
+                pass_along.append(along_m)
+                pass_fit.append(self._fit(ping, offset_m, heading_deg))
+        if not pass_ping:
             return out
-        today = net.local_date(ping.timestamp)
-        for day in (today - dt.timedelta(days=1), today):
-            s = ping.timestamp - net.day_origin(day)
-            if s > self._latest_end_s + cfg.max_late_s:
-                continue  # no run of that service day is still out
-            active = net.active_runs(day)
-            for shape_idx, along, offset, heading, sx, sy in snapped:
-                for p in net.patterns_of_shape.get(shape_idx, ()):
-                    pattern = net.patterns[p]
-                    starts = self._pattern_start[p]  # a list: bisect beats numpy on one value
-                    earliest_s = s - cfg.max_late_s - self._pattern_max_duration[p]
-                    lo = bisect.bisect_left(starts, earliest_s)
-                    early_s = self._max_early_s(self._pattern_first_stop[p], along)
-                    hi = bisect.bisect_right(starts, s + early_s)
-                    if hi <= lo:
-                        continue
-                    runs = pattern.runs[lo:hi]
-                    keep = active[runs]
-                    if route_filter is not None:
-                        keep &= net.run_route[runs] == route_filter
-                    if not keep.any():
-                        continue
-                    rows = np.arange(lo, hi)[keep]
-                    runs = runs[keep]
-                    delay = s - schedule_at(pattern, rows, along)
-                    exact = net.runs.exact_times[runs]
-                    half_headway = net.runs.headway_s[runs] / 2
-                    ok = np.where(
-                        exact,
-                        (delay >= -early_s) & (delay <= cfg.max_late_s),
-                        (delay >= -half_headway) & (delay < half_headway),
-                    )
-                    for run, d, ex in zip(runs[ok].tolist(), delay[ok].tolist(),
-                                          exact[ok].tolist(), strict=True):  # fmt: skip
-                        out.append(
-                            _Candidate(
-                                run, day, along, offset, heading, d if ex else math.nan, sx, sy
-                            )
-                        )
+        # Per ping and service day (0: yesterday, 1: today): seconds since the day's origin,
+        # the day's index in `dates`, and whether a run of that day may still be out.
+        dates: list[dt.date] = []
+        date_index: dict[dt.date, int] = {}
+        day_s = np.zeros((len(pings), 2))
+        day_date = np.zeros((len(pings), 2), dtype=np.int64)
+        day_live = np.zeros((len(pings), 2), dtype=np.bool_)
+        route = np.full(len(pings), -1, dtype=np.int64)  # -1: no route filter
+        for j in sorted(set(pass_ping)):
+            ping = pings[j]
+            today = net.local_date(ping.timestamp)
+            for d, day in enumerate((today - dt.timedelta(days=1), today)):
+                since_origin = ping.timestamp - net.day_origin(day)
+                day_s[j, d] = since_origin
+                day_date[j, d] = date_index.setdefault(day, len(date_index))
+                day_live[j, d] = not since_origin > self._latest_end_s + cfg.max_late_s
+            if ping.route_id is not None:
+                route[j] = net.route_index.get(ping.route_id, -1)
+        dates = list(date_index)
+        active = np.stack([net.active_runs(day) for day in dates])  # (date, run)
+
+        # 1. Combinations: (pass, day) sorted by (ping, day, pass), then one per pattern.
+        n_pass = len(pass_ping)
+        ping_of_pass = np.array(pass_ping, dtype=np.int64)
+        cpass = np.tile(np.arange(n_pass), 2)
+        cday = np.repeat(np.arange(2), n_pass)
+        order = np.lexsort((cpass, cday, ping_of_pass[cpass]))
+        cpass, cday = cpass[order], cday[order]
+        live = day_live[ping_of_pass[cpass], cday]
+        cpass, cday = cpass[live], cday[live]
+        shape = np.array(pass_shape, dtype=np.int64)[cpass]
+        n_patterns = self._shape_pattern_count[shape]
+        pattern = self._shape_pattern[ragged_arange(self._shape_pattern_first[shape], n_patterns)]
+        of_combo = np.repeat(np.arange(len(cpass)), n_patterns)
+        cpass, cday = cpass[of_combo], cday[of_combo]
+        cping = ping_of_pass[cpass]
+        along = np.array(pass_along)[cpass]
+        s = day_s[cping, cday]
+        # 2. Each combination's window of runs by start time (long at the first stop).
+        early_s = np.where(
+            along <= self._pattern_start_zone_end[pattern], cfg.max_wait_s, cfg.max_early_s
+        )
+        earliest_s = s - cfg.max_late_s - self._pattern_max_duration[pattern]
+        lo = tt.starts.bisect(pattern, earliest_s, side="left")
+        hi = tt.starts.bisect(pattern, s + early_s, side="right")
+        n_runs = np.maximum(hi - lo, 0)
+        # 3. One row per run of the windows.
+        combo = np.repeat(np.arange(len(lo)), n_runs)
+        at = ragged_arange(lo, n_runs)  # position in `tt.run`
+        run = tt.run[at]
+        keep = active[day_date[cping[combo], cday[combo]], run]
+        route_of = route[cping[combo]]
+        keep &= (route_of < 0) | (net.run_route[run] == route_of)
+        combo, at, run = combo[keep], at[keep], run[keep]
+        p = pattern[combo]
+        delay = s[combo] - tt.schedule_at(p, at - tt.starts.start[p], along[combo])
+        exact = net.runs.exact_times[run]
+        half_headway = net.runs.headway_s[run] / 2
+        early = early_s[combo]
+        ok = np.where(
+            exact,
+            (delay >= -early) & (delay <= cfg.max_late_s),
+            (delay >= -half_headway) & (delay < half_headway),
+        )
+        combo, run, delay, exact = combo[ok], run[ok], delay[ok], exact[ok]
+        along_c = along[combo]
+        # `_prior`, element-wise (inexact runs have no delay, hence no prior).
+        early_run = delay < 0
+        prior = np.where(
+            ~exact,
+            0.0,
+            np.where(
+                early_run & (along_c <= self._run_start_zone_end[run]),
+                delay / cfg.wait_scale_s,
+                np.where(early_run, delay / cfg.early_scale_s, -delay / cfg.late_scale_s),
+            ),
+        )
+        rows = zip(
+            cping[combo].tolist(),
+            day_date[cping[combo], cday[combo]].tolist(),
+            run.tolist(),
+            along_c.tolist(),
+            np.where(exact, delay, np.nan).tolist(),
+            np.array(pass_fit)[cpass[combo]].tolist(),
+            prior.tolist(),
+            self._run_key_a[run].tolist(),
+            self._run_block_a[run].tolist(),
+            (along_c <= self._run_terminal_zone_end[run]).tolist(),
+            strict=True,
+        )
+        for j, date, r, a, d, fit, pr, key, block, near_start in rows:
+            day = dates[date]
+            out[j].append((r, day, a, d, fit, pr, (key, day), block, near_start))
         return out
 
     def _max_early_s(self, first_stop_m: float, along_m: float) -> float:
@@ -421,31 +563,29 @@ class Matcher:
         cfg = self.config
         return max(-0.5 * (offset_m / cfg.gps_sigma_m) ** 2, cfg.gps_floor)
 
-    def _fit(self, ping: Ping, c: _Candidate) -> float:
-        """How well one fix fits a candidate: distance to the shape, and bearing."""
+    def _fit(self, ping: Ping, offset_m: float, heading_deg: float) -> float:
+        """How well one fix fits a shape pass: distance to the shape, and bearing."""
         cfg = self.config
-        score = self._gps_fit(c.offset_m)
+        score = self._gps_fit(offset_m)
         if ping.bearing_deg is not None and (
             ping.speed_mps is None or ping.speed_mps >= cfg.min_speed_for_bearing_mps
         ):
-            diff = angle_diff_deg(ping.bearing_deg, c.heading_deg)
+            diff = angle_diff_deg(ping.bearing_deg, heading_deg)
             score += cfg.bearing_weight * (math.cos(math.radians(diff)) - 1.0)
         return score
-
-    def _prior(self, c: _Candidate) -> float:
-        """Delay prior for a first sighting (waiting before departure is not running early)."""
-        cfg = self.config
-        if math.isnan(c.delay_s):
-            return 0.0
-        if c.delay_s < 0 and c.along_m <= self._run_first_stop[c.run] + cfg.start_zone_m:
-            return c.delay_s / cfg.wait_scale_s  # the soonest departure is the likeliest
-        if c.delay_s < 0:
-            return c.delay_s / cfg.early_scale_s
-        return -c.delay_s / cfg.late_scale_s
 
     def _key(self, run: int, day: dt.date) -> tuple[int, dt.date]:
         """Hypotheses continue per run; on inexact frequency runs, per trip (any departure)."""
         return (self._run_key[run], day)
+
+    def _start_point(self, run: int) -> tuple[float, float]:
+        """Projected (x, y) of a run's first stop on its shape (cached per run)."""
+        found = self._run_start_point.get(run)
+        if found is None:
+            found = self._run_start_point[run] = self.network.point_at(
+                self._run_shape[run], self._run_first_stop[run]
+            )
+        return found
 
     def _step(
         self,
@@ -456,6 +596,12 @@ class Matcher:
         previous: tuple[Hypothesis, ...],
         dt_s: float,
     ) -> tuple[Hypothesis, ...]:
+        """The vehicle's new hypotheses, best first, from its `previous` ones and this ping.
+
+        Every candidate and carried-forward run is *offered*: per key (`_key`) the best score
+        wins, the first offered on a tie. Offers are plain tuples, (score, run, day, along_m,
+        delay_s, misses, waiting, wait_spot, parent); only the kept few become `Hypothesis`.
+        """
         cfg = self.config
         by_key = {self._key(h.run, h.day): h for h in previous}
         best_prev = previous[0].score if previous else 0.0
@@ -464,46 +610,63 @@ class Matcher:
         # Per-ping weight of the schedule: buses keep roughly to it, early less than late.
         schedule_weight = cfg.schedule_weight * min(dt_s, 120.0) / 30.0
 
-        new: dict[tuple[int, dt.date], Hypothesis] = {}
+        new: dict[tuple[int, dt.date], _Offer] = {}
         now_s = ping.timestamp
         keep = cfg.keep_paths
 
         excluded = self.exclusions.get(ping.vehicle_id)
+        if excluded is not None:  # runs another vehicle holds now are never offered
+            candidates = [
+                c for c in candidates
+                if not any(t0 <= now_s <= t1 for t0, t1 in excluded.get((c[0], c[1]), ()))
+            ]  # fmt: skip
 
-        def offer(h: Hypothesis) -> None:
+        if not previous:  # a first sighting: the delay prior and the fit
+            for run, day, along, delay, fit, prior, key, _, _ in candidates:
+                score = prior + fit
+                old = new.get(key)
+                if old is None or score > old[0]:
+                    new[key] = (score, run, day, along, delay, 0, False, _NO_SPOT, None)
+        else:
+            prev0 = previous[0]
+            prev_block = self._run_block[prev0.run]
+            ended0 = ended[0] if ended else None
+            ended_block = self._run_block[ended[0].run] if ended else -1
+            # Switching run: the same sums as `switch_x + (switch_block if other else 0.0)`.
+            mid_same = cfg.switch_mid_route + 0.0
+            mid_other = cfg.switch_mid_route + cfg.switch_block
+            start_same = cfg.switch_end_to_start + 0.0
+            start_other = cfg.switch_end_to_start + cfg.switch_block
+            for run, day, along, delay, fit, prior, key, block, near_start in candidates:
+                # The best way here: from the best hypothesis (mid-route switch), from the best
+                # ended one (to the start of a run), or along the same run; the first on a tie.
+                best = best_prev + (mid_same if block == prev_block else mid_other) + prior
+                parent = prev0
+                if ended0 is not None and near_start:
+                    to_start = start_same if block == ended_block else start_other
+                    score = best_ended + to_start + prior
+                    if score > best:
+                        best, parent = score, ended0
+                same = by_key.get(key)
+                if same is not None:
+                    score = same.score + self._continue_cost(same, along, dt_s)
+                    if score > best:
+                        best, parent = score, same
+                score = best + fit + schedule_weight * prior
+                old = new.get(key)
+                if old is None or score > old[0]:
+                    new[key] = (score, run, day, along, delay, 0, False, _NO_SPOT,
+                                parent if keep else None)  # fmt: skip
+
+        def offer(o: _Offer) -> None:
             if excluded is not None and any(
-                t0 <= now_s <= t1 for t0, t1 in excluded.get((h.run, h.day), ())
+                t0 <= now_s <= t1 for t0, t1 in excluded.get((o[1], o[2]), ())
             ):
                 return
-            key = self._key(h.run, h.day)
+            key = self._key(o[1], o[2])
             old = new.get(key)
-            if old is None or h.score > old.score:
-                new[key] = h
-
-        prev_block = self._run_block[previous[0].run] if previous else -1
-        ended_block = self._run_block[ended[0].run] if ended else -1
-        for c in candidates:
-            fit = self._fit(ping, c)
-            prior = self._prior(c)
-            if not previous:
-                offer(Hypothesis(c.run, c.day, c.along_m, c.delay_s, prior + fit, at_s=now_s))
-                continue
-            block = self._run_block[c.run]
-            # (score before this ping, the hypothesis it comes from)
-            mid_route = cfg.switch_mid_route + (cfg.switch_block if block != prev_block else 0.0)
-            options = [(best_prev + mid_route + prior, previous[0])]
-            if ended and c.along_m <= self._run_first_stop[c.run] + cfg.terminal_zone_m:
-                to_start = cfg.switch_end_to_start + (
-                    cfg.switch_block if block != ended_block else 0.0
-                )
-                options.append((best_ended + to_start + prior, ended[0]))
-            same = by_key.get(self._key(c.run, c.day))
-            if same is not None:
-                options.append((same.score + self._continue_cost(same, c, dt_s), same))
-            best_score, parent = max(options, key=lambda o: o[0])
-            score = best_score + fit + schedule_weight * prior
-            offer(Hypothesis(c.run, c.day, c.along_m, c.delay_s, score, at_s=now_s,
-                             parent=parent if keep else None))  # fmt: skip
+            if old is None or o[0] > old[0]:
+                new[key] = o
 
         for h in previous:
             # A vehicle at the end of its run waits there for the next run of its block.
@@ -517,30 +680,33 @@ class Matcher:
                         spot = h.wait_spot
                     else:
                         spot = self.network.point_at(self._run_shape[h.run], h.along_m)
-                    start = self.network.point_at(self._run_shape[waiting_for], start_m)
+                    start = self._start_point(waiting_for)
                     away_m = min(math.dist((x, y), spot), math.dist((x, y), start))
                     fit = self._gps_fit(away_m)
                     if away_m <= cfg.layover_radius_m:
                         fit = max(fit, cfg.layover_roaming_fit)
                     late = schedule_weight * min(0.0, -delay / cfg.late_scale_s)
-                    offer(Hypothesis(waiting_for, h.day, start_m, delay,
-                                     h.score + cost + fit + late, waiting=True,
-                                     wait_spot=spot, at_s=now_s,
-                                     parent=h if keep else None))  # fmt: skip
+                    offer((h.score + cost + fit + late, waiting_for, h.day, start_m, delay, 0,
+                           True, spot, h if keep else None))  # fmt: skip
             # Runs with no candidate this ping are carried forward (an outlier, a detour).
             key = self._key(h.run, h.day)
             if key not in new and h.misses < cfg.max_misses and not h.waiting:
                 delay = h.delay_s + dt_s if not math.isnan(h.delay_s) else h.delay_s
-                offer(Hypothesis(h.run, h.day, h.along_m, delay, h.score + cfg.miss_cost,
-                                 h.misses + 1, at_s=now_s,
-                                 parent=h if keep else None))  # fmt: skip
+                offer((h.score + cfg.miss_cost, h.run, h.day, h.along_m, delay, h.misses + 1,
+                       False, _NO_SPOT, h if keep else None))  # fmt: skip
         if not new:
             return ()
         # Scores are path log-likelihoods; only their differences matter, so they are not
         # renormalised (float64 keeps ample precision over a day of pings).
-        ranked = sorted(new.values(), key=lambda h: h.score, reverse=True)
-        floor = ranked[0].score - cfg.keep_score_margin
-        return tuple(h for h in ranked[: cfg.keep_hypotheses] if h.score >= floor)
+        ranked = sorted(new.values(), key=itemgetter(0), reverse=True)
+        floor = ranked[0][0] - cfg.keep_score_margin
+        return tuple(
+            Hypothesis(run, day, along, delay, score, misses, waiting, spot, now_s, parent)
+            for score, run, day, along, delay, misses, waiting, spot, parent in ranked[
+                : cfg.keep_hypotheses
+            ]
+            if score >= floor
+        )
 
     def _has_ended(self, h: Hypothesis) -> bool:
         return (
@@ -556,10 +722,10 @@ class Matcher:
     def _departure_epoch(self, run: int, day: dt.date) -> float:
         return self.network.day_origin(day) + float(self.network.runs.start_s[run])
 
-    def _continue_cost(self, prev: Hypothesis, c: _Candidate, dt_s: float) -> float:
-        """Cost of a vehicle moving from `prev` to `c` on the same run in `dt_s` seconds."""
+    def _continue_cost(self, prev: Hypothesis, along_m: float, dt_s: float) -> float:
+        """Cost of a vehicle moving from `prev` to `along_m` on the same run in `dt_s` seconds."""
         cfg = self.config
-        moved = c.along_m - prev.along_m
+        moved = along_m - prev.along_m
         cost = 0.0
         if prev.along_m >= self._run_last_stop[prev.run] - cfg.arrival_zone_m:
             cost += cfg.arrived_cost  # an arrived run gives way to the block's next one

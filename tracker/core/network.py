@@ -162,6 +162,10 @@ class Network:
         return trip_service[self.runs.trip_idx]
 
     @cached_property
+    def timetable(self) -> Timetable:
+        return Timetable.build(self.patterns, self.runs)
+
+    @cached_property
     def _to_metric(self) -> Transformer:
         return Transformer.from_crs(CRS.from_epsg(4326), CRS.from_wkt(self.crs_wkt), always_xy=True)
 
@@ -175,8 +179,8 @@ class Network:
 
     def __getstate__(self) -> dict[str, object]:
         lazy = {"trip_index", "route_index", "runs_of_trip", "patterns_of_shape", "run_route",
-                "run_service", "_to_metric", "_to_wgs84", "_segments", "_day_origin_cache",
-                "_active_cache", "_run_times_cache"}  # fmt: skip
+                "run_service", "timetable", "_to_metric", "_to_wgs84", "_segments",
+                "_day_origin_cache", "_active_cache", "_run_times_cache"}  # fmt: skip
         return {k: v for k, v in self.__dict__.items() if k not in lazy}
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -318,6 +322,90 @@ def schedule_at(pattern: Pattern, rows: IntArray, along_m: float) -> FloatArray:
     frac = (along_m - float(dists[k])) / span if span > 0 else 0.0
     dep = pattern.departure_s[rows, k]
     return np.asarray(dep + frac * (pattern.arrival_s[rows, k + 1] - dep), dtype=np.float64)
+
+
+class SortedGroups:
+    """Several sorted float arrays ("groups") bisected all at once, exactly like `bisect`.
+
+    `bisect(group, value, side=...)` gives, for each (group g, value v) pair, the position in the
+    concatenated groups (`start[g]` + `bisect_left/right(groups[g], v)`). Each stored value is
+    replaced by its rank among all distinct values, and tagged with its group: `g * stride +
+    rank`, a sorted int64 array. A query ranks its value the same way (searchsorted on the
+    distinct values, the side carrying over) and looks up `g * stride + rank`. Integers
+    compare exactly, so this is the plain per-group bisect to the last bit.
+    """
+
+    def __init__(self, groups: Sequence[FloatArray]) -> None:
+        lengths = np.array([len(g) for g in groups], dtype=np.int64)
+        self.start: IntArray = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        flat = np.concatenate(groups) if groups else np.zeros(0)
+        if any(bool((np.diff(g) < 0).any()) for g in groups):
+            raise ValueError("SortedGroups: every group must be sorted ascending")
+        self.values: FloatArray = np.asarray(flat, dtype=np.float64)
+        self._distinct = np.unique(self.values)
+        self._stride = len(self._distinct) + 1
+        group_of = np.repeat(np.arange(len(groups), dtype=np.int64), lengths)
+        self._codes = group_of * self._stride + np.searchsorted(self._distinct, self.values)
+
+    def bisect(self, group: IntArray, value: FloatArray, *, side: str) -> IntArray:
+        """Position in the concatenation of `bisect_<side>(groups[g], v)` per (g, v)."""
+        rank = np.searchsorted(self._distinct, value, side="left" if side == "left" else "right")
+        return np.searchsorted(self._codes, group * self._stride + rank, side="left")
+
+
+@dataclass(frozen=True, slots=True)
+class Timetable:
+    """Every pattern's runs and stop times in flat arrays, for many look-ups in one numpy pass.
+
+    Pattern p's runs (by start time) are `run[starts.start[p]:starts.start[p + 1]]`, their start
+    times bisected by `starts`; its stop distances are group p of `stops`; its time matrices are
+    stored row-major from `time_start[p]`: run row r at stop k is at `time_start[p] + r *
+    n_stops[p] + k` of `departure_s` / `arrival_s`.
+    """
+
+    run: IntArray
+    starts: SortedGroups
+    stops: SortedGroups
+    n_stops: IntArray
+    time_start: IntArray
+    departure_s: FloatArray
+    arrival_s: FloatArray
+
+    @classmethod
+    def build(cls, patterns: Sequence[Pattern], runs: Runs) -> Timetable:
+        sizes = np.array([p.departure_s.size for p in patterns], dtype=np.int64)
+        flat = [np.zeros(0)]
+        return cls(
+            run=np.concatenate([p.runs for p in patterns] + [np.zeros(0, np.int64)]),
+            starts=SortedGroups([runs.start_s[p.runs] for p in patterns]),
+            stops=SortedGroups([p.stop_dist_m for p in patterns]),
+            n_stops=np.array([len(p.stop_dist_m) for p in patterns], dtype=np.int64),
+            time_start=(np.cumsum(sizes) - sizes).astype(np.int64),
+            departure_s=np.concatenate([p.departure_s.ravel() for p in patterns] + flat),
+            arrival_s=np.concatenate([p.arrival_s.ravel() for p in patterns] + flat),
+        )
+
+    def schedule_at(self, pattern: IntArray, row: IntArray, along_m: FloatArray) -> FloatArray:
+        """`schedule_at(patterns[pattern[i]], [row[i]], along_m[i])` for every i: the same
+        arithmetic, element by element."""
+        first_stop = self.stops.start[pattern]
+        k = self.stops.bisect(pattern, along_m, side="right") - first_stop - 1
+        n = self.n_stops[pattern]
+        base = self.time_start[pattern] + row * n
+        between = (k >= 0) & (k < n - 1)
+        k0 = np.where(between, k, 0)
+        k1 = np.where(between, k + 1, 0)
+        d0 = self.stops.values[first_stop + k0]
+        span = self.stops.values[first_stop + k1] - d0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(span > 0, (along_m - d0) / span, 0.0)
+        dep = self.departure_s[base + k0]
+        interpolated = dep + frac * (self.arrival_s[base + k1] - dep)
+        return np.where(
+            k < 0,
+            self.departure_s[base],
+            np.where(between, interpolated, self.arrival_s[base + n - 1]),
+        )
 
 
 class _SegmentIndex:
@@ -481,7 +569,7 @@ class _SegmentIndex:
             hi.append(first + hi_s)
         lo_a, hi_a = np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64)
         counts = hi_a - lo_a
-        seg = _ragged_arange(lo_a, counts)
+        seg = ragged_arange(lo_a, counts)
         t, offset, _, _ = self._project(seg, np.repeat(x, counts), np.repeat(y, counts))
         starts = np.cumsum(counts) - counts
         nearest = np.minimum.reduceat(offset, starts)
@@ -534,8 +622,8 @@ class _Chunks:
         return cls(first_a, count_a, int(count_a.max(initial=1)), shapely.STRtree(boxes))
 
 
-def _ragged_arange(starts: IntArray, counts: IntArray) -> IntArray:
-    """Concatenated ranges [starts[i], starts[i] + counts[i]) (counts >= 1)."""
+def ragged_arange(starts: IntArray, counts: IntArray) -> IntArray:
+    """Concatenated ranges [starts[i], starts[i] + counts[i]) (counts >= 0)."""
     ends = np.cumsum(counts)
     total = int(ends[-1]) if len(ends) else 0
     return np.repeat(starts - (ends - counts), counts) + np.arange(total)
