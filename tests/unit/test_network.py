@@ -7,6 +7,7 @@ distances come out a few metres (0.1–0.3 %) off their nominal values: they are
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import pickle
@@ -24,6 +25,7 @@ from tracker.core.network import (
     NO_INDEX,
     FloatArray,
     Network,
+    Shape,
     SnapCandidates,
     SortedGroups,
     angle_diff_deg,
@@ -656,6 +658,39 @@ def test_points_at_gives_the_numbers_of_point_at(loop: Network, variants: Networ
         x, y = network.points_at(shape_idx, along)
         for s, a, px, py in zip(shape_idx.tolist(), along.tolist(), x, y, strict=True):
             assert network.point_at(s, a) == (px, py)
+
+
+def test_point_at_gives_the_numbers_of_np_interp(loop: Network) -> None:
+    """Pure-Python `point_at` is `np.interp` to the last bit: on shape points, just beside them,
+    between them, outside the shape, at repeated distances (zero-length segments) and NaN."""
+    rng = np.random.default_rng(5)
+    shapes: list[Shape] = []
+    for n in (1, 2, 3, 4, 5, 9, 40):
+        for repeated in (False, True):
+            steps = rng.uniform(0.0, 80.0, n - 1)
+            if repeated:  # some points repeat the previous distance, some the position too
+                steps[rng.random(n - 1) < 0.4] = 0.0
+            dist = np.concatenate([[rng.uniform(0.0, 5.0)], steps]).cumsum()
+            xy = rng.uniform(-1e4, 1e4, (n, 2)) + 3e5
+            if repeated and n > 2:
+                xy[2] = xy[1]
+            shapes.append(Shape(f"s{len(shapes)}", xy, dist, from_stops=False))
+    network = dataclasses.replace(loop, shapes=shapes)
+    for s, shape in enumerate(shapes):
+        d = shape.dist_m
+        spots = np.concatenate([
+            d, np.nextafter(d, -np.inf), np.nextafter(d, np.inf), (d[:-1] + d[1:]) / 2,
+            rng.uniform(d[0] - 20.0, d[-1] + 20.0, 50), [-1e9, 1e9, np.nan],
+        ])  # fmt: skip
+        x = np.interp(spots, d, shape.xy_m[:, 0])
+        y = np.interp(spots, d, shape.xy_m[:, 1])
+        for a, px, py in zip(spots.tolist(), x.tolist(), y.tolist(), strict=True):
+            assert repr(network.point_at(s, a)) == repr((px, py))
+            one = (
+                float(np.interp(a, d, shape.xy_m[:, 0])),
+                float(np.interp(a, d, shape.xy_m[:, 1])),
+            )
+            assert repr(one) == repr((px, py))
 
 
 def test_scheduled_time_matches_schedule_at(variants: Network) -> None:

@@ -180,7 +180,8 @@ class Network:
     def __getstate__(self) -> dict[str, object]:
         lazy = {"trip_index", "route_index", "runs_of_trip", "patterns_of_shape", "run_route",
                 "run_service", "timetable", "_to_metric", "_to_wgs84", "_segments",
-                "_day_origin_cache", "_active_cache", "_run_times_cache"}  # fmt: skip
+                "_day_origin_cache", "_active_cache", "_run_times_cache",
+                "_shape_lists_cache"}  # fmt: skip
         return {k: v for k, v in self.__dict__.items() if k not in lazy}
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -231,11 +232,41 @@ class Network:
         return self._segments.locate_on_shapes(shape_idx, x_m, y_m, from_m, to_m)
 
     def point_at(self, shape_idx: int, along_m: float) -> tuple[float, float]:
-        """Projected (x, y) of the spot `along_m` metres along a shape."""
-        shape = self.shapes[shape_idx]
-        x = float(np.interp(along_m, shape.dist_m, shape.xy_m[:, 0]))
-        y = float(np.interp(along_m, shape.dist_m, shape.xy_m[:, 1]))
-        return x, y
+        """Projected (x, y) of the spot `along_m` metres along a shape.
+
+        `np.interp`'s arithmetic on plain floats (called once per value, where numpy's per-call
+        overhead would dominate), so the numbers are those of `points_at` to the last bit: the
+        segment is the last one starting at or before the spot (repeated distances: the last of
+        them), a spot on a shape point or outside the shape takes that point, and in between
+        `slope * (along - d0) + v0`, retried from the segment's end if that gives NaN. NaN gives
+        NaN, except on a one-point shape (numpy's special case: always that point).
+        """
+        dist, xs, ys = self._shape_lists(shape_idx)
+        if len(dist) == 1:
+            return xs[0], ys[0]
+        if math.isnan(along_m):
+            return along_m, along_m
+        j = bisect.bisect_right(dist, along_m) - 1
+        if j < 0:
+            return xs[0], ys[0]
+        if j >= len(dist) - 1 or dist[j] == along_m:
+            return xs[j], ys[j]
+        return _interp_step(dist, xs, j, along_m), _interp_step(dist, ys, j, along_m)
+
+    def _shape_lists(self, shape_idx: int) -> tuple[list[float], list[float], list[float]]:
+        """(dist_m, x, y) of a shape's points as lists (cached per shape)."""
+        cache: dict[int, tuple[list[float], list[float], list[float]]] = self.__dict__.setdefault(
+            "_shape_lists_cache", {}
+        )
+        found = cache.get(shape_idx)
+        if found is None:
+            shape = self.shapes[shape_idx]
+            found = cache[shape_idx] = (
+                shape.dist_m.tolist(),
+                shape.xy_m[:, 0].tolist(),
+                shape.xy_m[:, 1].tolist(),
+            )
+        return found
 
     def points_at(self, shape_idx: IntArray, along_m: FloatArray) -> tuple[FloatArray, FloatArray]:
         """`point_at` for many spots (x and y arrays), one numpy call per shape among them."""
@@ -304,6 +335,17 @@ class Network:
                 pattern.arrival_s[row].tolist(),
             )
         return found
+
+
+def _interp_step(xp: list[float], fp: list[float], j: int, x: float) -> float:
+    """`np.interp(x, xp, fp)` for xp[j] < x < xp[j + 1], its arithmetic step by step."""
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    value = slope * (x - xp[j]) + fp[j]
+    if math.isnan(value):  # numpy tries from the other end, then the equal values
+        value = slope * (x - xp[j + 1]) + fp[j + 1]
+        if math.isnan(value) and fp[j] == fp[j + 1]:
+            value = fp[j]
+    return value
 
 
 def schedule_at(pattern: Pattern, rows: IntArray, along_m: float) -> FloatArray:
