@@ -9,8 +9,11 @@ recorded day what came after is known too, so `match_recorded` answers with hind
    with the wrong run live, are corrected once the rest of the trip shows which run it was.
 2. A trip is run by one vehicle. Where two vehicles' paths use the same run at the same time
    (a bus 12 minutes late on its own block looks exactly like another block's bus on time),
-   each is matched again without that run for that time; the one that loses less by giving it
-   up does so, unless that only moves the conflict onto a third vehicle. A few rounds settle it.
+   one of them must give the run up. Giving it up may put that vehicle on a third vehicle's
+   run, which must then give that up, and so on: for each of the two, the chain of moves is
+   worked out (each vehicle matched again without the run it gives up, for that time; at most
+   `MAX_CHAIN` more vehicles), and the chain that loses less path score is applied. A few
+   rounds settle the day.
 
 Pure, like the matcher: values in, values out.
 """
@@ -32,6 +35,7 @@ Exclusions = dict[RunKey, list[tuple[float, float]]]
 
 MIN_CONFLICT_S = 120.0  # two vehicles on one run for less than this is a terminal hand-over
 EXCLUSION_MARGIN_S = 60.0
+MAX_CHAIN = 3  # how many more vehicles one settled conflict may move, one after the other
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,27 +87,46 @@ def match_recorded(
         if progress is not None:
             progress(len(idx))
     exclusions: dict[str, Exclusions] = defaultdict(dict)
+
+    def give_up(
+        current: dict[str, VehiclePath], vehicle_id: str, key: RunKey, depth: int
+    ) -> tuple[float, dict[str, tuple[VehiclePath, Exclusions]]] | None:
+        """`vehicle_id` gives up run `key`; if that puts it on another vehicle's run, that
+        vehicle gives its run up in turn (at most `depth` more times). The total loss of path
+        score and the new paths, or None if the chain does not end within `depth`."""
+        start_s, end_s = current[vehicle_id].spans[key]
+        excluded = {k: list(spans) for k, spans in exclusions[vehicle_id].items()}
+        excluded.setdefault(key, []).append(
+            (start_s - EXCLUSION_MARGIN_S, end_s + EXCLUSION_MARGIN_S)
+        )
+        trial = rematch(vehicle_id, excluded)
+        loss = current[vehicle_id].score - trial.score
+        moves = {vehicle_id: (trial, excluded)}
+        after = {**current, vehicle_id: trial}
+        new = _new_conflicts(current, vehicle_id, trial)
+        if not new:
+            return loss, moves
+        if depth == 0:
+            return None
+        other_key, other = new[0]
+        rest = give_up(after, other, other_key, depth - 1)
+        if rest is None:
+            return None
+        return loss + rest[0], {**moves, **rest[1]}
+
     for _ in range(max_rounds):
         settled: set[str] = set()
         for key, v1, v2 in _conflicts(paths):
             if v1 in settled or v2 in settled:
                 continue
-            trials: dict[str, tuple[VehiclePath, Exclusions]] = {}
-            for v in (v1, v2):
-                start_s, end_s = paths[v].spans[key]
-                excluded = {k: list(spans) for k, spans in exclusions[v].items()}
-                excluded.setdefault(key, []).append(
-                    (start_s - EXCLUSION_MARGIN_S, end_s + EXCLUSION_MARGIN_S)
-                )
-                trials[v] = (rematch(v, excluded), excluded)
-            by_loss = sorted((v1, v2), key=lambda v: paths[v].score - trials[v][0].score)
-            for loser in by_loss:
-                trial, excluded = trials[loser]
-                if not _adds_conflicts(paths, loser, trial):
-                    paths[loser] = trial
-                    exclusions[loser] = excluded
-                    settled.add(loser)
-                    break
+            options = [c for c in (give_up(paths, v, key, MAX_CHAIN) for v in (v1, v2)) if c]
+            if not options:
+                continue
+            _, moves = min(options, key=lambda c: c[0])
+            for vehicle_id, (trial, excluded) in moves.items():
+                paths[vehicle_id] = trial
+                exclusions[vehicle_id] = excluded
+                settled.add(vehicle_id)
         if not settled:
             break
 
@@ -169,15 +192,22 @@ def _conflicts(paths: dict[str, VehiclePath]) -> list[tuple[RunKey, str, str]]:
     return [(key, v1, v2) for _, key, v1, v2 in found]
 
 
-def _adds_conflicts(paths: dict[str, VehiclePath], vehicle_id: str, trial: VehiclePath) -> bool:
-    """Would `trial` put `vehicle_id` on a run another vehicle holds, where it was not before?"""
+def _new_conflicts(
+    paths: dict[str, VehiclePath], vehicle_id: str, trial: VehiclePath
+) -> list[tuple[RunKey, str]]:
+    """Runs `trial` puts `vehicle_id` on that another vehicle holds at the time, and where it
+    was not before: (run, the other vehicle), the longest overlap first."""
     before = paths[vehicle_id].spans
+    found: list[tuple[float, RunKey, str]] = []
     for key, (s1, e1) in trial.spans.items():
         if key in before:
             continue
         for other, path in paths.items():
             span = path.spans.get(key)
-            overlaps = span is not None and min(e1, span[1]) - max(s1, span[0]) > MIN_CONFLICT_S
-            if other != vehicle_id and overlaps:
-                return True
-    return False
+            if other == vehicle_id or span is None:
+                continue
+            overlap_s = min(e1, span[1]) - max(s1, span[0])
+            if overlap_s > MIN_CONFLICT_S:
+                found.append((overlap_s, key, other))
+    found.sort(key=lambda f: -f[0])
+    return [(key, other) for _, key, other in found]
