@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests import feeds
-from tracker.core.matcher import Matcher, MatcherConfig, _hints_are_clean
+from tracker.core.matcher import Hypothesis, Matcher, MatcherConfig, _hints_are_clean
 from tracker.core.model import Match, Ping, Reason, State
 from tracker.core.network import FloatArray, Network
 from tracker.core.validate import clean_hints
@@ -261,7 +261,7 @@ class _NoFastPath(Matcher):
 
     def _follow_given_trips(
         self, batch_idx: list[int], pings: list[Ping], x: FloatArray, y: FloatArray
-    ) -> dict[int, Match]:
+    ) -> dict[int, Hypothesis]:
         return {}
 
 
@@ -272,7 +272,7 @@ class _CountingFastPath(Matcher):
 
     def _follow_given_trips(
         self, batch_idx: list[int], pings: list[Ping], x: FloatArray, y: FloatArray
-    ) -> dict[int, Match]:
+    ) -> dict[int, Hypothesis]:
         answered = super()._follow_given_trips(batch_idx, pings, x, y)
         self.fast_answers += len(answered)
         return answered

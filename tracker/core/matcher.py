@@ -121,6 +121,17 @@ delay_s, misses, waiting, wait_spot, parent)."""
 
 _NO_SPOT = (math.nan, math.nan)
 
+_Draft = tuple[
+    str, float, State, "Reason | None", str, str, str, "int | None", str, float, float, float,
+    float, "float | None", "float | None", bool, "str | None",
+]  # fmt: skip
+"""A `Match`'s fields in order, with the snapped point still in projected metres (x where
+snapped_lat goes, y where snapped_lon goes): `_complete` converts a batch of them at once."""
+
+_RunAnswer = tuple[str, str, "int | None", str, "float | None", int, float, float]
+"""What `_describe` reads of a run: (route_id, trip_id, direction_id, shape_id, headway_s,
+shape_idx, first stop + `start_zone_m`, last stop - `arrival_zone_m`)."""
+
 
 @dataclass
 class Matcher:
@@ -164,6 +175,7 @@ class Matcher:
             for run, (exact, trip) in enumerate(zip(self._run_exact, self._run_trip, strict=True))
         ]
         self._run_start_point: dict[int, tuple[float, float]] = {}  # see `_start_point`
+        self._run_answers: dict[int, _RunAnswer] = {}  # see `_run_answer`
         self._init_candidate_arrays()
 
     def _init_candidate_arrays(self) -> None:
@@ -202,7 +214,8 @@ class Matcher:
         results: list[Match | None] = [None] * len(pings)
         usable: list[int] = []
         cleaned: list[Ping] = []
-        in_metres: list[int] = []  # answers whose snapped point is still in metres
+        drafts: list[tuple[int, _Draft]] = []  # answers whose snapped point is still in metres
+        followed_at: list[tuple[int, Hypothesis]] = []  # answers of the fast path, to describe
         for i, (ping, now_i) in enumerate(zip(pings, nows, strict=True)):
             problem = validate_ping(ping, now=now_i, max_future_s=self.config.max_future_s)
             if problem is not None:
@@ -228,16 +241,27 @@ class Matcher:
                 fast = [j for j in round_ if followed[j]]
                 answered = self._follow_given_trips(fast, cleaned, x, y) if fast else {}
                 for j in round_:
-                    found = answered.get(j)
-                    if found is None:
-                        found = self._match_one(
-                            cleaned[j], xs[j], ys[j], snapped_of.get(j), candidates_of.get(j)
-                        )
-                        in_metres.append(usable[j])
-                    results[usable[j]] = found
+                    believed = answered.get(j)
+                    if believed is not None:
+                        followed_at.append((j, believed))
+                        continue
+                    found = self._match_one(
+                        cleaned[j], xs[j], ys[j], snapped_of.get(j), candidates_of.get(j)
+                    )
+                    if isinstance(found, Match):
+                        results[usable[j]] = found
+                    else:
+                        drafts.append((usable[j], found))
+            drafts += [
+                (usable[j], d) for j, d in self._describe_followed(followed_at, cleaned, xs, ys)
+            ]
+        for i, match in zip(
+            (i for i, _ in drafts), self._complete([d for _, d in drafts]), strict=True
+        ):
+            results[i] = match
         out = [r for r in results if r is not None]
         assert len(out) == len(pings)
-        return self._add_latlon(out, in_metres)
+        return out
 
     def _prepare(
         self, pings: list[Ping], to_snap: list[int], x: FloatArray, y: FloatArray
@@ -284,14 +308,15 @@ class Matcher:
 
     def _follow_given_trips(
         self, batch_idx: list[int], pings: list[Ping], x: FloatArray, y: FloatArray
-    ) -> dict[int, Match]:
+    ) -> dict[int, Hypothesis]:
         """The fast path for pings that continue a believed trip_id (most pings, when given).
 
         Exactly what `_match_one` does for such a ping, for many pings of different vehicles
         at once: locate each on its trip's shape near the vehicle's last position (one numpy
-        pass for all), check its schedule, believe it. A ping that would take any other turn
-        there (a duplicate, a long silence, far from the shape, off schedule) is left out of
-        the answer, and `_match_one` takes it from the start.
+        pass for all), check its schedule, believe it (the vehicle's state moves on; the
+        answer is described later, for the whole batch at once: `_describe_followed`). A ping
+        that would take any other turn there (a duplicate, a long silence, far from the shape,
+        off schedule) is left out of the answer, and `_match_one` takes it from the start.
         """
         cfg = self.config
         net = self.network
@@ -320,7 +345,7 @@ class Matcher:
             return {}
         rows = np.array([j for j, _, _ in todo])
         along, offset = net.locate_on_shapes(shape_idx, x[rows], y[rows], from_m=from_m, to_m=to_m)
-        believed: list[tuple[int, Ping, Hypothesis]] = []
+        believed: dict[int, Hypothesis] = {}
         for (j, ping, prev), along_m, offset_m in zip(
             todo, along.tolist(), offset.tolist(), strict=True
         ):
@@ -329,22 +354,31 @@ class Matcher:
             parent = prev if cfg.keep_paths else None
             best = self._best_run_of_trip(ping, along_m, ((prev.day, prev.run),), parent=parent)
             if best is not None:
-                believed.append((j, ping, best))
-        if not believed:
-            return {}
-        # The snapped points, in metres for the offsets and in degrees for the answers.
-        spot_x, spot_y = net.points_at(
-            np.array([self._run_shape[b.run] for _, _, b in believed]),
-            np.array([b.along_m for _, _, b in believed]),
+                self._remember(ping, (best,), best, given_trip=True)
+                believed[j] = best
+        return believed
+
+    def _describe_followed(
+        self,
+        followed: list[tuple[int, Hypothesis]],
+        pings: list[Ping],
+        xs: list[float],
+        ys: list[float],
+    ) -> list[tuple[int, _Draft]]:
+        """The answers of `_follow_given_trips` (pings[j] believed as hypothesis h, for each (j,
+        h) in `followed`), their snapped points found in one numpy pass."""
+        if not followed:
+            return []
+        spot_x, spot_y = self.network.points_at(
+            np.array([self._run_shape[h.run] for _, h in followed]),
+            np.array([h.along_m for _, h in followed]),
         )
-        spot_lat, spot_lon = net.unproject(spot_x, spot_y)
-        spots = zip(spot_x.tolist(), spot_y.tolist(), spot_lat.tolist(), spot_lon.tolist(),
-                    strict=True)  # fmt: skip
-        return {
-            j: self._finish(ping, float(x[j]), float(y[j]), (best,), best, given_trip=True,
-                            off_route=False, reason=None, spot=spot)
-            for (j, ping, best), spot in zip(believed, spots, strict=True)
-        }  # fmt: skip
+        return [
+            (j, self._describe(pings[j].vehicle_id, pings[j].timestamp, xs[j], ys[j], h,
+                               off_route=False, reason=None, detail=None, trip_id_given=True,
+                               spot=(sx, sy)))
+            for (j, h), sx, sy in zip(followed, spot_x.tolist(), spot_y.tolist(), strict=True)
+        ]  # fmt: skip
 
     # --- one ping -------------------------------------------------------------------------------
 
@@ -355,9 +389,10 @@ class Matcher:
         y: float,
         snapped: list[Snapped] | None,
         candidates: list[_Candidate] | None,
-    ) -> Match:
+    ) -> Match | _Draft:
         """One ping; `snapped` is None when it was not snapped (it follows a given trip), and
-        `candidates` when they were not found yet (it has a trip_id)."""
+        `candidates` when they were not found yet (it has a trip_id). A matched ping's answer is
+        a `_Draft`, an unmatched one's a `Match`."""
         cfg = self.config
         net = self.network
         state = self.states.get(ping.vehicle_id)
@@ -839,16 +874,21 @@ class Matcher:
         given_trip: bool,
         off_route: bool,
         reason: tuple[Reason, str] | None,
-        spot: tuple[float, float, float, float] | None = None,
-    ) -> Match:
-        if self.config.keep_paths and best.parent is None:
-            self._end_path(ping.vehicle_id)
-        self.states[ping.vehicle_id] = VehicleState(ping.timestamp, hypotheses, given_trip)
+    ) -> _Draft:
+        self._remember(ping, hypotheses, best, given_trip=given_trip)
         return self._describe(
             ping.vehicle_id, ping.timestamp, x, y, best, off_route=off_route,
             reason=reason[0] if reason else None, detail=reason[1] if reason else None,
-            trip_id_given=given_trip, spot=spot,
+            trip_id_given=given_trip,
         )  # fmt: skip
+
+    def _remember(
+        self, ping: Ping, hypotheses: tuple[Hypothesis, ...], best: Hypothesis, *, given_trip: bool
+    ) -> None:
+        """The vehicle's new state after `ping`, answered with `best`."""
+        if self.config.keep_paths and best.parent is None:
+            self._end_path(ping.vehicle_id)
+        self.states[ping.vehicle_id] = VehicleState(ping.timestamp, hypotheses, given_trip)
 
     def _describe(
         self,
@@ -862,54 +902,65 @@ class Matcher:
         reason: Reason | None,
         detail: str | None,
         trip_id_given: bool,
-        spot: tuple[float, float, float, float] | None = None,
-    ) -> Match:
-        """The answer from hypothesis `best` for a ping at projected (x, y).
+        spot: tuple[float, float] | None = None,
+    ) -> _Draft:
+        """The answer from hypothesis `best` for a ping at projected (x, y), as a `_Draft`.
 
-        `spot` is the snapped point (`Network.point_at` of `best`) as (x, y, lat, lon), if
-        already computed. If not, it is computed and left in metres (snapped_lat = x,
-        snapped_lon = y); `_add_latlon` converts a batch at once.
+        `spot` is the snapped point (`Network.point_at` of `best`) in metres, if already
+        computed.
         """
-        cfg = self.config
-        net = self.network
-        run = best.run
-        trip = net.trips[self._run_trip[run]]
-        if spot is None:
-            sx, sy = net.point_at(trip.shape_idx, best.along_m)
-            snapped_lat, snapped_lon = sx, sy
-        else:
-            sx, sy, snapped_lat, snapped_lon = spot
+        route_id, trip_id, direction_id, shape_id, headway, shape_idx, start_zone_end, arrived_m = (
+            self._run_answer(best.run)
+        )
+        sx, sy = self.network.point_at(shape_idx, best.along_m) if spot is None else spot
         offset = math.hypot(x - sx, y - sy)
+        along = best.along_m
         if best.waiting:
             state = State.LAYOVER
-        elif off_route or offset > cfg.snap_radius_m:
+        elif off_route or offset > self.config.snap_radius_m:
             state = State.OFF_ROUTE
-        elif (best.along_m <= self._run_first_stop[run] + cfg.start_zone_m
-              and not best.delay_s > 0) or (
-                best.along_m >= self._run_last_stop[run] - cfg.arrival_zone_m):  # fmt: skip
+        elif (along <= start_zone_end and not best.delay_s > 0) or along >= arrived_m:
             state = State.LAYOVER
         else:
             state = State.IN_SERVICE
-        headway = self._run_headway[run]
-        return Match(
-            vehicle_id=vehicle_id,
-            timestamp=timestamp,
-            state=state,
-            reason=reason,
-            route_id=net.routes[trip.route_idx].route_id,
-            trip_id=trip.trip_id,
-            service_date=self._service_date(best.day),
-            direction_id=trip.direction_id if trip.direction_id >= 0 else None,
-            shape_id=net.shapes[trip.shape_idx].shape_id,
-            shape_dist_m=best.along_m,
-            snapped_lat=snapped_lat,
-            snapped_lon=snapped_lon,
-            offset_m=offset,
-            delay_s=None if math.isnan(best.delay_s) else best.delay_s,
-            headway_s=None if math.isnan(headway) else headway,
-            trip_id_given=trip_id_given,
-            detail=detail,
+        delay = best.delay_s
+        return (vehicle_id, timestamp, state, reason, route_id, trip_id,
+                self._service_date(best.day), direction_id, shape_id, along, sx, sy, offset,
+                None if math.isnan(delay) else delay, headway, trip_id_given, detail)  # fmt: skip
+
+    def _run_answer(self, run: int) -> _RunAnswer:
+        """See `_RunAnswer` (cached per run)."""
+        found = self._run_answers.get(run)
+        if found is None:
+            cfg = self.config
+            net = self.network
+            trip = net.trips[self._run_trip[run]]
+            headway = self._run_headway[run]
+            found = self._run_answers[run] = (
+                net.routes[trip.route_idx].route_id,
+                trip.trip_id,
+                trip.direction_id if trip.direction_id >= 0 else None,
+                net.shapes[trip.shape_idx].shape_id,
+                None if math.isnan(headway) else headway,
+                trip.shape_idx,
+                self._run_first_stop[run] + cfg.start_zone_m,
+                self._run_last_stop[run] - cfg.arrival_zone_m,
+            )
+        return found
+
+    def _complete(self, drafts: list[_Draft]) -> list[Match]:
+        """The `Match` of each draft, its snapped point converted to degrees (in one call)."""
+        if not drafts:
+            return []
+        lat, lon = self.network.unproject(
+            np.array([d[10] for d in drafts], dtype=np.float64),
+            np.array([d[11] for d in drafts], dtype=np.float64),
         )
+        return [
+            Match(d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], la, lo, d[12],
+                  d[13], d[14], d[15], d[16])
+            for d, la, lo in zip(drafts, lat.tolist(), lon.tolist(), strict=True)
+        ]  # fmt: skip
 
     def _service_date(self, day: dt.date) -> str:
         """YYYYMMDD of a service day (cached: called once per answer)."""
@@ -958,24 +1009,8 @@ class Matcher:
             for k, i in enumerate(todo)
             for m, h in [(matches[i], by_time[matches[i].timestamp])]
         ]  # fmt: skip
-        for i, m in zip(todo, self._add_latlon(described, range(len(described))), strict=True):
+        for i, m in zip(todo, self._complete(described), strict=True):
             out[i] = m
-        return out
-
-    def _add_latlon(self, matches: list[Match], in_metres: Sequence[int]) -> list[Match]:
-        """Convert the snapped points of `matches[i]` for i in `in_metres` from metres to
-        degrees, in one call."""
-        idx = [i for i in in_metres if matches[i].snapped_lat is not None]
-        if not idx:
-            return matches
-        xs = np.array([matches[i].snapped_lat for i in idx], dtype=np.float64)
-        ys = np.array([matches[i].snapped_lon for i in idx], dtype=np.float64)
-        lat, lon = self.network.unproject(xs, ys)
-        out = list(matches)
-        for k, i in enumerate(idx):
-            out[i] = dataclasses.replace(
-                matches[i], snapped_lat=float(lat[k]), snapped_lon=float(lon[k])
-            )
         return out
 
 
