@@ -15,6 +15,7 @@
 (() => {
   const MOVE_MS = window.matchMedia("(prefers-reduced-motion: reduce)").matches ? 0 : 1000;
   const STOPS_MIN_ZOOM = 15;
+  const ROUTE_STOPS_MIN_ZOOM = 13;
   const STOPS_LIMIT = 500;
   const BUS_HIT_PX = 14; // a finger is wider than an arrow
   const STOP_HIT_PX = 10;
@@ -46,6 +47,7 @@
       live_delay: "live", bus_title: "Bus {route}", stop_title: "Stop: {name}",
       vehicle: "Vehicle {id}", unknown_route: "Route {id} is not in this feed; it was left out.",
       routes_error: "The routes could not be loaded: {detail}",
+      lines_error: "The route lines could not be loaded: {detail}",
       stops_error: "The stops could not be loaded: {detail}",
       detail_error: "The details could not be loaded: {detail}",
       not_live_notice: "Not live: the positions shown may be out of date.",
@@ -70,6 +72,7 @@
       vehicle: "Véhicule {id}",
       unknown_route: "La ligne {id} n'existe pas dans ce réseau ; elle est ignorée.",
       routes_error: "Les lignes n'ont pas pu être chargées : {detail}",
+      lines_error: "Le tracé des lignes n'a pas pu être chargé : {detail}",
       stops_error: "Les arrêts n'ont pas pu être chargés : {detail}",
       detail_error: "Les détails n'ont pas pu être chargés : {detail}",
       not_live_notice: "Hors ligne : les positions affichées peuvent être anciennes.",
@@ -94,6 +97,7 @@
       live_delay: "مباشر", bus_title: "حافلة {route}", stop_title: "محطة: {name}",
       vehicle: "مركبة {id}", unknown_route: "الخط {id} غير موجود في هذه الشبكة؛ تم تجاهله.",
       routes_error: "تعذر تحميل الخطوط: {detail}",
+      lines_error: "تعذر تحميل مسارات الخطوط: {detail}",
       stops_error: "تعذر تحميل المحطات: {detail}",
       detail_error: "تعذر تحميل التفاصيل: {detail}",
       not_live_notice: "غير مباشر: قد تكون المواقع المعروضة قديمة.",
@@ -115,6 +119,15 @@
   let live = null; // BT.LiveSocket
   let liveStatus = "connecting";
   const statusLog = []; // every status change, for tests
+  let routesLoaded = false;
+
+  // The error banner shows every current problem, one per source ("routes", "stops", ...); a
+  // source that works again takes its message back.
+  const problems = new Map();
+  function setProblem(source, message) {
+    if (message) problems.set(source, message); else problems.delete(source);
+    BT.showError([...problems.values()].join(" "));
+  }
 
   // --- colours ---------------------------------------------------------------------------------
   function routeColor(routeId) {
@@ -347,7 +360,7 @@
   }
 
   function onLiveMessage(message) {
-    if (message.type === "error") { BT.showError(message.detail); return; }
+    if (message.type === "error") { setProblem("live", message.detail); return; }
     if (message.type !== "snapshot" && message.type !== "update") return;
     if (message.type === "snapshot") {
       const present = new Set(message.vehicles.map((v) => v.vehicle_id));
@@ -448,9 +461,11 @@
     }
     if (live) live.subscribe({ routes: selected.size ? [...selected] : null, bbox: null });
     styleLines();
-    loadRouteStops().then(() => { if (fit) fitToSelection(); });
+    const stopsLoaded = loadRouteStops();
+    if (fit) stopsLoaded.then(fitToSelection);
     renderBusList(true);
     if (busLayer) busLayer.invalidate();
+    return stopsLoaded;
   }
 
   async function loadRoutes() {
@@ -513,6 +528,7 @@
   // --- stops -----------------------------------------------------------------------------------
   let routeStops = []; // stops of the chosen routes: [{stop_id, name, latlng}]
   let viewStops = []; // stops in view at zoom >= STOPS_MIN_ZOOM
+  let drawnStops = []; // what drawStops drew: what a click can hit
   let stopsLayer = null;
   let stopsRequest = 0; // answers to older requests are ignored
   let routeStopsRequest = 0;
@@ -524,15 +540,19 @@
     try {
       const collections = await Promise.all(ids.map((id) =>
         BT.getJson(`/api/routes/${encodeURIComponent(id)}.geojson`)));
-      for (const collection of collections) {
+      collections.forEach((collection, i) => {
+        const route = routesById.get(ids[i]);
+        const noShape = Boolean(route && !route.has_shape);
         for (const f of collection.features) {
           if (f.properties.kind !== "stop") continue;
           const [lon, lat] = f.geometry.coordinates;
-          stops.set(f.properties.stop_id, { stop_id: f.properties.stop_id, name: f.properties.name, latlng: L.latLng(lat, lon) });
+          const { stop_id: stopId, name } = f.properties;
+          stops.set(stopId, { stop_id: stopId, name, latlng: L.latLng(lat, lon), noShape });
         }
-      }
+      });
+      setProblem("route-stops", null);
     } catch (e) {
-      BT.showError(BT.t("stops_error", { detail: e.message }));
+      setProblem("route-stops", BT.t("stops_error", { detail: e.message }));
     }
     if (token !== routeStopsRequest) return;
     routeStops = [...stops.values()];
@@ -552,14 +572,18 @@
         latlng: L.latLng(f.geometry.coordinates[1], f.geometry.coordinates[0]),
       }));
       drawStops();
+      setProblem("stops", null);
     } catch (e) {
-      BT.showError(BT.t("stops_error", { detail: e.message }));
+      setProblem("stops", BT.t("stops_error", { detail: e.message }));
     }
   }
 
+  // The chosen routes' stops from zoom ROUTE_STOPS_MIN_ZOOM (always for a route without a shape,
+  // whose line is only its stops joined), and every stop in view from STOPS_MIN_ZOOM.
   function shownStops() {
     const byId = new Map();
-    for (const s of routeStops) byId.set(s.stop_id, s);
+    const zoomedIn = map.getZoom() >= ROUTE_STOPS_MIN_ZOOM;
+    for (const s of routeStops) if (zoomedIn || s.noShape) byId.set(s.stop_id, s);
     for (const s of viewStops) byId.set(s.stop_id, s);
     return [...byId.values()];
   }
@@ -567,7 +591,8 @@
   function drawStops() {
     stopsLayer.clearLayers();
     const radius = map.getZoom() >= 16 ? 5 : 4;
-    for (const stop of shownStops()) {
+    drawnStops = shownStops();
+    for (const stop of drawnStops) {
       L.circleMarker(stop.latlng, {
         renderer: lineRenderer, radius, weight: 2, color: "#1b1b1b", fillColor: "#ffffff",
         fillOpacity: 1, interactive: false,
@@ -578,7 +603,7 @@
   function hitStop(point) {
     let best = null;
     let bestD2 = STOP_HIT_PX * STOP_HIT_PX;
-    for (const stop of shownStops()) {
+    for (const stop of drawnStops) {
       const p = map.latLngToContainerPoint(stop.latlng);
       const d2 = (p.x - point.x) ** 2 + (p.y - point.y) ** 2;
       if (d2 <= bestD2) { best = stop; bestD2 = d2; }
@@ -693,7 +718,7 @@
 
   function renderStopPanel(title, body) {
     const d = panel.data;
-    const known = shownStops().find((s) => s.stop_id === panel.id);
+    const known = drawnStops.find((s) => s.stop_id === panel.id);
     title.textContent = BT.t("stop_title", { name: d ? d.name : known ? known.name : panel.id });
     if (!d) { body.innerHTML = `<p>${esc(panel.error ? BT.t("detail_error", { detail: panel.error }) : BT.t("loading"))}</p>`; return; }
     let html = `<p class="stop-routes">${d.route_ids.map(routeBadge).join(" ")}</p>`;
@@ -771,9 +796,10 @@
     busListKey = key;
     const focused = document.activeElement && document.activeElement.dataset.bus;
     $("bus-list").innerHTML = rows.length
-      ? rows.map((b) => `<li><button type="button" class="link" data-bus="${esc(b.v.vehicle_id)}">
-          ${routeBadge(b.v.route_id)} ${esc(b.v.vehicle_id)}
-          <span class="${delayClass(b.v.delay_s)}">${esc(BT.delayText(b.v.delay_s))}</span></button></li>`).join("")
+      ? rows.map((b) => `<li><button type="button" class="bus-button" data-bus="${esc(b.v.vehicle_id)}">
+          ${routeBadge(b.v.route_id)}
+          <span class="${delayClass(b.v.delay_s)}">${esc(BT.delayText(b.v.delay_s) || BT.stateText(b.v.state))}</span>
+          <span class="bus-id">${esc(b.v.vehicle_id)}</span></button></li>`).join("")
       : `<li class="empty">${esc(BT.t("no_bus_yet"))}</li>`;
     if (focused) {
       const again = $("bus-list").querySelector(`[data-bus="${CSS.escape(focused)}"]`);
@@ -864,29 +890,32 @@
     } catch (e) {
       liveStatus = "reconnecting";
       renderStatus();
-      BT.showError(BT.t("error_api", { detail: e.message }));
+      setProblem("config", BT.t("error_api", { detail: e.message }));
       return;
     }
     makeMap(config);
     try {
       await loadRoutes();
+      routesLoaded = true;
     } catch (e) {
-      BT.showError(BT.t("routes_error", { detail: e.message }));
+      setProblem("routes", BT.t("routes_error", { detail: e.message }));
     }
+    // Ids in the URL that the feed does not have are dropped (and said); if the route list
+    // could not be loaded, they are kept: the server still filters by them.
     const fromUrl = selectionFromUrl();
-    const unknown = routesById.size ? fromUrl.filter((id) => !routesById.has(id)) : [];
-    if (unknown.length) BT.showError(unknown.map((id) => BT.t("unknown_route", { id })).join(" "));
+    const unknown = routesLoaded ? fromUrl.filter((id) => !routesById.has(id)) : [];
+    if (unknown.length) setProblem("url", unknown.map((id) => BT.t("unknown_route", { id })).join(" "));
     const known = fromUrl.filter((id) => !unknown.includes(id));
     live = new BT.LiveSocket({
       onMessage: onLiveMessage,
       onStatus: onLiveStatus,
       subscription: known.length ? { routes: known, bbox: null } : null,
     });
-    setSelection(known, { fit: false });
-    loadLines()
-      .then(() => { styleLines(); return loadRouteStops(); })
-      .then(fitToSelection)
-      .catch((e) => BT.showError(BT.t("routes_error", { detail: e.message })));
+    const stopsLoaded = setSelection(known, { fit: false });
+    const linesLoaded = loadLines().catch((e) => {
+      setProblem("lines", BT.t("lines_error", { detail: e.message }));
+    });
+    Promise.all([stopsLoaded, linesLoaded]).then(fitToSelection);
     setInterval(tick, 1000);
     setInterval(() => renderBusList(), 2000);
     tick();
@@ -918,13 +947,13 @@
     },
     // Page coordinates of a stop on the map (for tests that click one).
     stopPoint(stopId) {
-      const stop = shownStops().find((s) => s.stop_id === stopId);
+      const stop = drawnStops.find((s) => s.stop_id === stopId);
       if (!stop) return null;
       const box = map.getContainer().getBoundingClientRect();
       const p = map.latLngToContainerPoint(stop.latlng);
       return { x: box.left + p.x, y: box.top + p.y };
     },
-    shownStops,
+    get drawnStops() { return drawnStops; },
   };
 
   document.addEventListener("DOMContentLoaded", main);
