@@ -159,6 +159,13 @@ class Matcher:
         self._run_last_stop = [
             float(net.patterns[p].stop_dist_m[-1]) for p in net.runs.pattern_idx.tolist()
         ]
+        cfg = self.config
+        # Along a run, from where it has arrived (`arrival_zone_m` from its last stop: it may hand
+        # over to its block's next run) and ended (`terminal_zone_m`: another run may start).
+        self._run_arrived_from = [last - cfg.arrival_zone_m for last in self._run_last_stop]
+        self._run_ended_from = [last - cfg.terminal_zone_m for last in self._run_last_stop]
+        self._run_next: list[int] = net.runs.next_in_block.tolist()
+        self._run_start_s: list[float] = net.runs.start_s.tolist()
         self._latest_end_s = float(net.runs.end_s.max()) if len(net.runs) else 0.0
         block_ids: dict[str, int] = {}
         trip_block = [block_ids.setdefault(t.block_id, len(block_ids)) if t.block_id else -1
@@ -638,9 +645,12 @@ class Matcher:
         delay_s, misses, waiting, wait_spot, parent); only the kept few become `Hypothesis`.
         """
         cfg = self.config
-        by_key = {self._key(h.run, h.day): h for h in previous}
+        run_key = self._run_key
+        prev_keys = [(run_key[h.run], h.day) for h in previous]
+        by_key = dict(zip(prev_keys, previous, strict=True))
         best_prev = previous[0].score if previous else 0.0
-        ended = [h for h in previous if self._has_ended(h)]
+        ended_from = self._run_ended_from  # near the end of their runs
+        ended = [h for h in previous if not h.waiting and h.along_m >= ended_from[h.run]]
         best_ended = max((h.score for h in ended), default=-math.inf)
         # Per-ping weight of the schedule: buses keep roughly to it, early less than late.
         schedule_weight = cfg.schedule_weight * min(dt_s, 120.0) / 30.0
@@ -703,7 +713,7 @@ class Matcher:
             if old is None or o[0] > old[0]:
                 new[key] = o
 
-        for h in previous:
+        for h, key in zip(previous, prev_keys, strict=True):
             # A vehicle at the end of its run waits there for the next run of its block.
             waiting_for = h.run if h.waiting else self._next_in_block(h)
             if waiting_for is not None:
@@ -724,7 +734,6 @@ class Matcher:
                     offer((h.score + cost + fit + late, waiting_for, h.day, start_m, delay, 0,
                            True, spot, h if keep else None))  # fmt: skip
             # Runs with no candidate this ping are carried forward (an outlier, a detour).
-            key = self._key(h.run, h.day)
             if key not in new and h.misses < cfg.max_misses and not h.waiting:
                 delay = h.delay_s + dt_s if not math.isnan(h.delay_s) else h.delay_s
                 offer((h.score + cfg.miss_cost, h.run, h.day, h.along_m, delay, h.misses + 1,
@@ -743,26 +752,21 @@ class Matcher:
             if score >= floor
         )
 
-    def _has_ended(self, h: Hypothesis) -> bool:
-        return (
-            not h.waiting and h.along_m >= self._run_last_stop[h.run] - self.config.terminal_zone_m
-        )
-
     def _next_in_block(self, h: Hypothesis) -> int | None:
-        if h.waiting or h.along_m < self._run_last_stop[h.run] - self.config.arrival_zone_m:
+        if h.waiting or h.along_m < self._run_arrived_from[h.run]:
             return None
-        nxt = int(self.network.runs.next_in_block[h.run])
+        nxt = self._run_next[h.run]
         return nxt if nxt >= 0 else None
 
     def _departure_epoch(self, run: int, day: dt.date) -> float:
-        return self.network.day_origin(day) + float(self.network.runs.start_s[run])
+        return self.network.day_origin(day) + self._run_start_s[run]
 
     def _continue_cost(self, prev: Hypothesis, along_m: float, dt_s: float) -> float:
         """Cost of a vehicle moving from `prev` to `along_m` on the same run in `dt_s` seconds."""
         cfg = self.config
         moved = along_m - prev.along_m
         cost = 0.0
-        if prev.along_m >= self._run_last_stop[prev.run] - cfg.arrival_zone_m:
+        if prev.along_m >= self._run_arrived_from[prev.run]:
             cost += cfg.arrived_cost  # an arrived run gives way to the block's next one
         if moved < -cfg.backtrack_tolerance_m:
             cost -= (-moved - cfg.backtrack_tolerance_m) / cfg.backtrack_scale_m
@@ -944,7 +948,7 @@ class Matcher:
                 None if math.isnan(headway) else headway,
                 trip.shape_idx,
                 self._run_first_stop[run] + cfg.start_zone_m,
-                self._run_last_stop[run] - cfg.arrival_zone_m,
+                self._run_arrived_from[run],
             )
         return found
 
