@@ -258,15 +258,16 @@
         if (!byFill.has(fill)) byFill.set(fill, []);
         byFill.get(fill).push(bus);
       }
-      ctx.lineJoin = "round";
       for (const [fill, group] of byFill) {
-        ctx.beginPath();
-        for (const bus of group) busPath(ctx, bus, r);
-        ctx.fillStyle = fill;
-        ctx.fill();
-        ctx.lineWidth = 1.5;
-        ctx.strokeStyle = fill === STALE_FILL ? STALE_STROKE : "#1b1b1b";
-        ctx.stroke();
+        const strip = spriteStrip(fill, fill === STALE_FILL ? STALE_STROKE : "#1b1b1b", r, this._ratio);
+        const half = strip.cell / 2;
+        for (const bus of group) {
+          const column = spriteColumn(bus.heading);
+          // whole device pixels: copying without resampling is the cheap case
+          const left = Math.round((bus.x - half) * this._ratio) / this._ratio;
+          const top = Math.round((bus.y - half) * this._ratio) / this._ratio;
+          ctx.drawImage(strip.canvas, column * strip.px, 0, strip.px, strip.px, left, top, strip.cell, strip.cell);
+        }
       }
       const chosen = this.selectedId && buses.get(this.selectedId);
       if (chosen && chosen.shown) {
@@ -295,6 +296,45 @@
       return best;
     },
   });
+
+  // Arrows are drawn once per colour, size and one of SPRITE_HEADINGS directions into a strip,
+  // then copied with drawImage. Without a GPU, copying 2,000 small bitmaps a frame is much
+  // cheaper than filling and stroking 2,000 anti-aliased paths (see bench/frame_time.py).
+  const SPRITE_HEADINGS = 72; // 5 degrees apart; the last column is the dot of a bus without one
+  const sprites = new Map(); // "fill|stroke|r|ratio" -> {canvas, cell (CSS px), px (device px)}
+
+  function spriteStrip(fill, stroke, r, ratio) {
+    const key = `${fill}|${stroke}|${r}|${ratio}`;
+    let strip = sprites.get(key);
+    if (strip) return strip;
+    const cell = Math.ceil(2 * (1.4 * r + 2));
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.ceil(cell * ratio) * (SPRITE_HEADINGS + 1);
+    canvas.height = Math.ceil(cell * ratio);
+    const ctx = canvas.getContext("2d");
+    ctx.scale(ratio, ratio);
+    ctx.lineJoin = "round";
+    ctx.lineWidth = 1.5;
+    ctx.fillStyle = fill;
+    ctx.strokeStyle = stroke;
+    const px = Math.ceil(cell * ratio);
+    for (let i = 0; i <= SPRITE_HEADINGS; i++) {
+      const heading = i === SPRITE_HEADINGS ? null : (i * 2 * Math.PI) / SPRITE_HEADINGS;
+      ctx.beginPath();
+      busPath(ctx, { x: (i * px) / ratio + cell / 2, y: cell / 2, heading }, r);
+      ctx.fill();
+      ctx.stroke();
+    }
+    strip = { canvas, cell, px };
+    sprites.set(key, strip);
+    return strip;
+  }
+
+  function spriteColumn(heading) {
+    if (heading === null) return SPRITE_HEADINGS;
+    const turn = (((heading / (2 * Math.PI)) % 1) + 1) % 1;
+    return Math.round(turn * SPRITE_HEADINGS) % SPRITE_HEADINGS;
+  }
 
   // An arrow pointing along the heading (radians clockwise from north), or a dot without one.
   function busPath(ctx, bus, r) {
@@ -373,6 +413,7 @@
     }
     for (const id of message.removed || []) buses.delete(id);
     if (busLayer) busLayer.invalidate();
+    if (message.type === "snapshot") renderBusList();
   }
 
   function onLiveStatus(status) {
