@@ -577,23 +577,27 @@ class Matcher:
                 np.where(early_run, delay / cfg.early_scale_s, -delay / cfg.late_scale_s),
             ),
         )
-        rows = zip(
-            cping[combo].tolist(),
-            day_date[cping[combo], cday[combo]].tolist(),
-            run.tolist(),
-            along_c.tolist(),
-            np.where(exact, delay, np.nan).tolist(),
-            np.array(pass_fit)[cpass[combo]].tolist(),
-            prior.tolist(),
-            self._run_key_a[run].tolist(),
-            self._run_block_a[run].tolist(),
-            (along_c <= self._run_terminal_zone_end[run]).tolist(),
-            strict=True,
+        # The tuples, built by zip (in C): rows are in ping order, so each ping's are a slice.
+        ping_c = cping[combo]
+        day_of = np.empty(len(dates), dtype=object)
+        day_of[:] = dates
+        days = day_of[day_date[ping_c, cday[combo]]].tolist()
+        flat = list(
+            zip(
+                run.tolist(),
+                days,
+                along_c.tolist(),
+                np.where(exact, delay, np.nan).tolist(),
+                np.array(pass_fit)[cpass[combo]].tolist(),
+                prior.tolist(),
+                zip(self._run_key_a[run].tolist(), days, strict=True),
+                self._run_block_a[run].tolist(),
+                (along_c <= self._run_terminal_zone_end[run]).tolist(),
+                strict=True,
+            )
         )
-        for j, date, r, a, d, fit, pr, key, block, near_start in rows:
-            day = dates[date]
-            out[j].append((r, day, a, d, fit, pr, (key, day), block, near_start))
-        return out
+        bounds = np.searchsorted(ping_c, np.arange(len(pings) + 1)).tolist()
+        return [flat[bounds[j] : bounds[j + 1]] for j in range(len(pings))]
 
     def _max_early_s(self, first_stop_m: float, along_m: float) -> float:
         """How early a run may be: long at its first stop, where buses wait to depart."""
