@@ -8,10 +8,11 @@ Arabic turns the page right-to-left; an empty history and a failing endpoint are
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.browser.conftest import Tracker, screenshot_path
 
@@ -76,7 +77,7 @@ async def test_the_stored_range_and_the_last_hour_load(tracker: Tracker, page: P
     assert await page.locator("#to").input_value()
     await expect(page.locator("#scrubber")).to_be_enabled()
     await expect(page.locator("#play")).to_be_enabled()
-    await expect(page.locator("#bus-count")).to_contain_text("buses")
+    await expect(page.locator("#bus-count")).to_contain_text("Buses on the map:")
     await page.screenshot(path=screenshot_path("replay-loaded"))
 
 
@@ -164,3 +165,21 @@ async def test_a_failing_history_request_shows_a_clear_error(tracker: Tracker, p
     await expect(error).to_contain_text("503 the database is unavailable")
     await expect(page.locator("#bounds")).to_contain_text("Stored history:")  # not a blank page
     await page.screenshot(path=screenshot_path("replay-api-error"))
+
+
+async def test_a_truncated_window_is_told(tracker: Tracker, page: Page) -> None:
+    await wait_for_history(tracker)
+
+    async def cut_short(route: Route) -> None:
+        answer = await (await route.fetch()).json()
+        answer["positions"] = answer["positions"][:100]
+        answer.update(count=100, limit=100, truncated=True)
+        await route.fulfill(json=answer)
+
+    await page.route("**/api/history?*", cut_short)
+    await page.goto(tracker.url + "/replay")
+    loaded = page.locator("#loaded")
+    await expect(loaded).to_contain_text("more than 100 positions")
+    await expect(loaded).to_have_class(re.compile("warning"))
+    await expect(page.locator("#play")).to_be_enabled()
+    await page.locator("#window-form").screenshot(path=screenshot_path("replay-truncated"))

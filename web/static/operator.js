@@ -591,7 +591,7 @@
       parts.push(`<line class="median" x1="${median}" x2="${median}" y1="3" y2="${height - 3}"/>`);
     }
     delays.forEach((d, i) => {
-      const y = 6 + ((i * 7) % (height - 12)); // a fixed jitter so equal delays stay visible
+      const y = 6 + ((i * 5) % (height - 12)); // a fixed jitter so equal delays stay visible
       parts.push(`<circle class="dot ${delayClass(d)}" cx="${x(d).toFixed(1)}" cy="${y}" r="2.2"/>`);
     });
     const label = delays.length
@@ -865,11 +865,15 @@
   function renderProblems() {
     const problems = page.problems;
     if (!problems) return;
+    const focusedId = document.activeElement?.closest?.("#problem-lists li")?.dataset.id;
     $("problem-lists").replaceChildren(
       problemGroup("op_stale", problems.stale),
       problemGroup("op_off_route", problems.off_route),
       problemGroup("op_not_matched", problems.not_matched));
     $("rejected").replaceChildren(...rejectedBlock(problems));
+    if (focusedId) { // the list was redrawn under the keyboard: keep its place
+      document.querySelector(`#problem-lists li[data-id="${CSS.escape(focusedId)}"] button`)?.focus();
+    }
   }
 
   async function pollProblems() {

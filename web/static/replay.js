@@ -30,7 +30,7 @@
       rp_bad_input: "Give a date and time in both fields.",
       rp_map_label: "Map of the routes and the buses at the replayed time",
       rp_player: "Playback", rp_play: "Play", rp_pause: "Pause", rp_speed: "Speed",
-      rp_timeline: "Time", rp_buses: "{n} buses", rp_delay: "delay {delay}",
+      rp_timeline: "Time", rp_buses: "Buses on the map: {n}",
     },
     fr: {
       rp_title: "Rejouer", rp_pages: "Pages", nav_map: "Carte en direct",
@@ -47,7 +47,7 @@
       rp_bad_input: "Indiquez une date et une heure dans les deux champs.",
       rp_map_label: "Carte des lignes et des bus à l'heure rejouée",
       rp_player: "Lecture", rp_play: "Lire", rp_pause: "Pause", rp_speed: "Vitesse",
-      rp_timeline: "Heure", rp_buses: "{n} bus", rp_delay: "retard {delay}",
+      rp_timeline: "Heure", rp_buses: "Bus sur la carte : {n}",
     },
     ar: {
       rp_title: "إعادة العرض", rp_pages: "الصفحات", nav_map: "الخريطة المباشرة",
@@ -64,7 +64,7 @@
       rp_bad_input: "أدخل تاريخًا ووقتًا في الحقلين.",
       rp_map_label: "خريطة الخطوط والحافلات في الوقت المعاد عرضه",
       rp_player: "التشغيل", rp_play: "تشغيل", rp_pause: "إيقاف مؤقت", rp_speed: "السرعة",
-      rp_timeline: "الوقت", rp_buses: "{n} حافلة", rp_delay: "التأخير {delay}",
+      rp_timeline: "الوقت", rp_buses: "الحافلات على الخريطة: {n}",
     },
   });
 
@@ -122,7 +122,7 @@
 
   function dateTimeText(epochS) {
     return new Intl.DateTimeFormat(BT.language, {
-      timeZone: BT.config.timezone, dateStyle: "medium", timeStyle: "short", hourCycle: "h23",
+      timeZone: BT.config.timezone, dateStyle: "medium", timeStyle: "medium", hourCycle: "h23",
     }).format(new Date(epochS * 1000));
   }
 
