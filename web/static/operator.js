@@ -220,7 +220,7 @@
 
   // Long ids (feeds' trip ids make long vehicle ids) keep their start and their distinctive end.
   function shortId(id) {
-    return id.length <= 24 ? id : `${id.slice(0, 6)}…${id.slice(-14)}`;
+    return id.length <= 20 ? id : `${id.slice(0, 4)}…${id.slice(-12)}`;
   }
 
   function setText(el, text) {
