@@ -42,7 +42,7 @@ async def open_live(page: Page, url: str, *, min_buses: int = 1) -> None:
         re.compile(r"\blive\b"), timeout=LIVE_TIMEOUT_MS
     )
     await page.wait_for_function(
-        f"BT_RIDER.drawnBuses().length >= {min_buses}", timeout=LIVE_TIMEOUT_MS
+        f"BT_RIDER.ready && BT_RIDER.drawnBuses().length >= {min_buses}", timeout=LIVE_TIMEOUT_MS
     )
 
 
@@ -185,7 +185,8 @@ async def test_clicking_a_stop_shows_its_departures(tracker: Tracker, page: Page
     route_id = busiest_route(tracker)
     await open_live(page, f"{tracker.url}/?routes={route_id}")
     collection = cast(dict[str, Any], tracker.get(f"/api/routes/{route_id}.geojson"))
-    stop = next(f for f in collection["features"] if f["properties"]["kind"] == "stop")
+    stops = [f for f in collection["features"] if f["properties"]["kind"] == "stop"]
+    stop = stops[len(stops) // 2]  # mid-route: buses do not wait there as at a terminus
     lon, lat = stop["geometry"]["coordinates"]
     await page.evaluate(f"BT_RIDER.map.setView([{lat}, {lon}], 17, {{animate: false}})")
     stop_id = stop["properties"]["stop_id"]
@@ -201,6 +202,7 @@ async def test_clicking_a_stop_shows_its_departures(tracker: Tracker, page: Page
         if not near:
             break
         await page.wait_for_timeout(500)
+    assert await page.evaluate(f"BT_RIDER.stopPoint({stop_id!r})") == point  # the map stayed
     await page.mouse.click(point["x"], point["y"])
 
     details = page.locator("#details")

@@ -120,6 +120,7 @@
   let liveStatus = "connecting";
   const statusLog = []; // every status change, for tests
   let routesLoaded = false;
+  let ready = false; // lines drawn and the map fitted to the chosen routes: the map stays put
 
   // The error banner shows every current problem, one per source ("routes", "stops", ...); a
   // source that works again takes its message back.
@@ -956,7 +957,10 @@
     const linesLoaded = loadLines().catch((e) => {
       setProblem("lines", BT.t("lines_error", { detail: e.message }));
     });
-    Promise.all([stopsLoaded, linesLoaded]).then(fitToSelection);
+    Promise.all([stopsLoaded, linesLoaded]).then(() => {
+      fitToSelection();
+      ready = true;
+    });
     setInterval(tick, 1000);
     setInterval(() => renderBusList(), 2000);
     tick();
@@ -968,6 +972,7 @@
     get layer() { return busLayer; },
     get socket() { return live; },
     get status() { return liveStatus; },
+    get ready() { return ready; },
     statusLog,
     selected,
     buses,
