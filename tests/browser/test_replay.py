@@ -18,7 +18,7 @@ from tests.browser.conftest import Tracker, screenshot_path
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-HISTORY_NEEDED_S = 40.0  # enough stored history for a window worth playing (60× for 0.5 s)
+HISTORY_NEEDED_S = 30.0  # enough stored history for a window worth playing (60× for 0.4 s)
 HISTORY_WAIT_S = 90.0
 
 
@@ -127,7 +127,7 @@ async def test_60x_plays_faster_than_1x(tracker: Tracker, page: Page) -> None:
     await page.locator("#scrubber").focus()
     await page.keyboard.press("Home")  # back to the start of the window
     await page.locator("#speed").select_option("60")
-    gained_60x, wall_60x = await play_for(page, 0.5)
+    gained_60x, wall_60x = await play_for(page, 0.4)
     rate_1x = gained_1x / wall_1x
     rate_60x = gained_60x / wall_60x
     assert 0.2 < rate_1x < 2.0, f"1× played {gained_1x:.1f} s in {wall_1x:.1f} s"
