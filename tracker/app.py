@@ -24,6 +24,7 @@ from tracker.api.http import router as http_router
 from tracker.core.matcher import Matcher, MatcherConfig
 from tracker.core.model import State
 from tracker.core.network import Network
+from tracker.errors import StoreError
 from tracker.gtfs.load import load_network
 from tracker.ingest.mqtt import MqttIngest
 from tracker.ingest.queue import AsyncIngestQueue
@@ -121,11 +122,20 @@ async def _named(name: str, work: Coroutine[Any, Any, None]) -> None:
 
 
 async def _retention(store: Store, settings: Settings) -> None:
-    """Drop day partitions older than `retention_days`, at start and then every hour."""
+    """Drop day partitions older than `retention_days`, at start and then every hour.
+
+    A database that is away or refuses (as the store writer, see `StoreWriter.run`) only
+    postpones it to the next round: it must not end the service.
+    """
     while True:
-        dropped = await store.apply_retention(settings.retention_days, settings.now())
-        if dropped:
-            log.info("retention: dropped %s", ", ".join(dropped))
+        try:
+            dropped = await store.apply_retention(settings.retention_days, settings.now())
+        except Exception as e:
+            log.warning("retention failed, will try again in %g s: %s", RETENTION_EVERY_S, e,
+                        exc_info=not isinstance(e, StoreError))  # fmt: skip
+        else:
+            if dropped:
+                log.info("retention: dropped %s", ", ".join(dropped))
         await asyncio.sleep(RETENTION_EVERY_S)
 
 

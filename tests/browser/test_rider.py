@@ -304,3 +304,28 @@ async def test_api_errors_and_an_empty_feed_are_said(tracker: Tracker, page: Pag
     )
     await expect(page.locator("#map-notice")).to_have_text("No routes in this feed.")
     await page.screenshot(path=screenshot_path("rider-errors"))
+
+
+async def test_a_route_without_a_shape_is_listed_and_shown_by_its_stops(
+    tracker: Tracker, page: Page
+) -> None:
+    # Cairns has a shape for every route, so the tracker's answers are changed on the way to
+    # the page: the chosen route says it has no shape and its lines leave the network layer.
+    route_id = busiest_route(tracker)
+    routes = tracker.get("/api/routes")
+    network = tracker.get("/api/network.geojson")
+    assert isinstance(routes, dict)
+    assert isinstance(network, dict)
+    for route in routes["routes"]:
+        if route["route_id"] == route_id:
+            route["has_shape"] = False
+    network["features"] = [
+        f for f in network["features"] if route_id not in f["properties"]["route_ids"]
+    ]
+    await page.route("**/api/routes", lambda r: r.fulfill(status=200, json=routes))
+    await page.route("**/api/network.geojson", lambda r: r.fulfill(status=200, json=network))
+    await page.goto(f"{tracker.url}/?routes={route_id}")
+    await expect(page.locator("#route-list")).to_contain_text("no shape: stops joined")
+    await expect(page.locator("#error")).to_be_hidden()
+    await page.wait_for_function("BT_RIDER.drawnBuses().length > 0")
+    await page.screenshot(path=screenshot_path("rider-route-without-shape"))

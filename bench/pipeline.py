@@ -1,0 +1,462 @@
+"""Benchmark of the live pipeline end to end: simulator → MQTT → tracker → database → websocket.
+
+    python -m bench.pipeline [--pings 50000] [--vehicles 500] [--rate R] [--gtfs FEED]
+
+Run it from the checkout: it starts a real Mosquitto (`tests.integration.servers.Mosquitto`) and
+an embedded PostgreSQL (`tracker.store.embedded`) in a temporary directory, and the tracker in a
+process of its own (the app on uvicorn, as `tracker serve` runs it, with the service's defaults:
+200 ms micro-batches of at most 5000 pings, a 0.5 s live tick), so that the CPU and memory it
+reports are the tracker's alone. Then it publishes N simulated pings of the first V buses of the
+morning (ids hidden, the simulator's usual GPS faults) with the simulator's publisher (QoS 1, at
+most 1000 unacknowledged) as fast as it goes, or `--rate` pings per second, while a websocket
+client listens on /ws/live, and prints:
+
+- throughput: pings per second from the first publish until the tracker has taken every ping and
+  written every batch (pings rejected as duplicate or late count as done: they are answered);
+- latency from publish to websocket update, per ping the websocket showed. The hub sends each
+  vehicle's newest state once per tick, so a ping superseded within a tick is never shown; the
+  latency is that of the pings shown (the count is printed). Publisher and websocket client share
+  this process, so both timestamps come from one clock;
+- the pipeline's micro-batches: how many, their sizes, their times (decode + match + hand over);
+- CPU: seconds used by the tracker process (all its threads), by PostgreSQL (all its processes),
+  by Mosquitto and by this process over the same wall time, as a share of one core; the
+  tracker's CPU per ping; and how busy the machine was (other processes make figures noisy);
+- the tracker process's peak RSS, once started and at the end.
+
+The service clock is set just after the simulated window, whose length is kept under the live
+view's 10 minutes (`Settings.hide_after_s`) by choosing the ping interval: N / V pings per bus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import numpy as np
+import psutil  # type: ignore[import-untyped]
+from websockets.asyncio.client import connect
+
+from simulator.day import SimConfig, SimPing, busiest_date, simulate
+from simulator.publish import MqttPublisher
+from tests.integration.servers import Mosquitto, free_port
+from tracker.core.model import Ping
+from tracker.core.network import Network
+from tracker.demo import BUNDLED_FEED
+from tracker.gtfs.load import load_network
+from tracker.store.embedded import embedded_postgres
+
+LIVE_WINDOW_S = 420.0  # simulated time published; the live view drops buses silent for 600 s
+CLOCK_AHEAD_S = 10.0  # the service clock stands this far after the last ping's timestamp
+INTERVAL_RANGE_S = (1.0, 30.0)
+READY_TIMEOUT_S = 120.0
+DONE_TIMEOUT_S = 900.0
+POLL_S = 0.05
+
+
+# --- the tracker's process ---------------------------------------------------------------------
+
+
+def serve_tracker() -> int:
+    """The tracker as `tracker serve` runs it (settings from TRACKER_* variables), plus two
+    routes for the benchmark: /bench/ready (subscribed) and /bench/stats (counters, CPU, RSS)."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from tracker.app import create_app
+    from tracker.service import Pipeline
+    from tracker.settings import load_settings
+
+    settings = load_settings()
+    app: FastAPI = create_app(settings)
+    batches: list[tuple[int, float]] = []  # (messages, seconds) of each micro-batch
+
+    def measure(pipeline: Pipeline) -> None:
+        """Time every batch, as `PipelineStats.last_batch_s` does, but keep them all."""
+        process = pipeline.process
+        if getattr(process, "measured", False):
+            return
+
+        async def measured(messages: Sequence[Any]) -> None:
+            started = time.perf_counter()
+            await process(messages)
+            batches.append((len(messages), time.perf_counter() - started))
+
+        measured.measured = True  # type: ignore[attr-defined]
+        pipeline.process = measured  # type: ignore[method-assign]
+
+    @app.get("/bench/ready")
+    async def ready() -> dict[str, bool]:
+        await asyncio.wait_for(app.state.ingest.wait_subscribed(), READY_TIMEOUT_S)
+        measure(app.state.pipeline)
+        return {"ready": True}
+
+    @app.get("/bench/stats")
+    async def stats() -> dict[str, Any]:
+        pipeline: Pipeline = app.state.pipeline
+        queue = app.state.queue.stats()
+        cpu = os.times()
+        return {
+            "messages": pipeline.stats.messages,
+            "batches": pipeline.stats.batches,
+            "max_batch_s": pipeline.stats.max_batch_s,
+            "by_state": dict(pipeline.stats.by_state),
+            "rejected_by_reason": dict(pipeline.stats.rejected_by_reason),
+            "stored": pipeline.writer.stored,
+            "store_duplicates": pipeline.writer.duplicates,
+            "store_pending_batches": pipeline.writer.pending_batches,
+            "store_dropped_pings": pipeline.writer.dropped_pings,
+            "queue_waiting": queue.waiting,
+            "queue_high_water": queue.high_water,
+            "queue_superseded": queue.superseded,
+            "queue_dropped": queue.dropped_full,
+            "hub_dropped_intermediate": app.state.hub.stats().dropped_intermediate,
+            "cpu_s": cpu.user + cpu.system,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "batch_sizes": [size for size, _ in batches],
+            "batch_s": [seconds for _, seconds in batches],
+        }
+
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+    return 0
+
+
+# --- pings ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    pings: list[Ping]
+    vehicles: int
+    interval_s: float
+    window_start_s: float  # epoch
+    window_end_s: float
+
+
+def workload(
+    network: Network, *, pings: int, vehicles: int, date: dt.date, start_s: float, seed: int
+) -> Workload:
+    """The first `pings` messages of the first `vehicles` buses heard from after `start_s`."""
+    interval_s = float(np.clip(LIVE_WINDOW_S * vehicles / pings, *INTERVAL_RANGE_S))
+    config = SimConfig(interval_s=interval_s)
+    end_s = start_s + 1.15 * LIVE_WINDOW_S  # room for drop-outs, still well within 600 s
+    stream = simulate(
+        network, np.random.default_rng(seed), date, start_s=start_s, end_s=end_s, config=config
+    )
+    chosen: set[str] = set()
+    out: list[SimPing] = []
+    for sim in stream:
+        vehicle_id = sim.ping.vehicle_id
+        if vehicle_id not in chosen:
+            if len(chosen) == vehicles:
+                continue
+            chosen.add(vehicle_id)
+        out.append(sim)
+        if len(out) == pings:
+            break
+    if not out:
+        raise SystemExit("the simulator made no pings: try another --start")
+    return Workload(
+        pings=[s.ping for s in out],
+        vehicles=len(chosen),
+        interval_s=interval_s,
+        window_start_s=network.day_origin(date) + start_s,
+        window_end_s=max(s.ping.timestamp for s in out),
+    )
+
+
+def publish_all(
+    url: str, pings: Sequence[Ping], sent_at: list[float], *, rate: float | None
+) -> None:
+    """Publish every ping at QoS 1, as fast as the broker acknowledges or at `rate` per second;
+    note when each went."""
+    with MqttPublisher(url, mqtt_version="5", client_id="bench-publisher") as publisher:
+        start = time.perf_counter()
+        for i, ping in enumerate(pings):
+            if rate is not None:
+                publisher.wait(start + i / rate - time.perf_counter())  # services the connection
+            sent_at.append(time.perf_counter())
+            publisher.publish(ping)
+
+
+# --- measuring -----------------------------------------------------------------------------------
+
+
+class LiveListener:
+    """A websocket client of /ws/live noting when each (vehicle, observed_at_s) was shown."""
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[float, str, float]] = []  # (perf_counter, vehicle, observed_at_s)
+        self.connected = asyncio.Event()
+
+    async def listen(self, url: str) -> None:
+        async with connect(url, max_size=None) as ws:
+            self.connected.set()
+            async for text in ws:
+                now = time.perf_counter()
+                message = json.loads(text)
+                for vehicle in message["vehicles"]:
+                    self.shown.append((now, vehicle["vehicle_id"], vehicle["observed_at_s"]))
+
+
+def cpu_s(processes: Sequence[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    for process in psutil.process_iter(["cmdline"]):
+        if any(str(data_dir) in part for part in process.info["cmdline"] or []):
+            return [process, *process.children(recursive=True)]
+    return []
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent on anything but idling, since boot."""
+    times = psutil.cpu_times()
+    idle = float(times.idle) + float(getattr(times, "iowait", 0.0))
+    return float(sum(times)) - idle
+
+
+def percentiles(values: Sequence[float], *qs: float) -> list[float]:
+    return [float(np.percentile(values, q)) for q in qs] if values else [float("nan")] * len(qs)
+
+
+async def wait_ready(http: httpx.AsyncClient, tracker: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if tracker.poll() is not None:
+            raise SystemExit(f"the tracker exited with code {tracker.returncode}")
+        try:
+            if (await http.get("/bench/ready", timeout=READY_TIMEOUT_S)).status_code == 200:
+                return
+        except httpx.TransportError:
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"the tracker was not ready in {READY_TIMEOUT_S:g} s")
+
+
+async def bench(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    # SIGTERM (as from `timeout`) cancels like Ctrl-C, so the servers are stopped on the way out.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    network = load_network(args.gtfs)
+    date = busiest_date(network) if args.date is None else args.date
+    hours, minutes = (int(part) for part in args.start.split(":"))
+    work = workload(network, pings=args.pings, vehicles=args.vehicles, date=date,
+                    start_s=hours * 3600.0 + minutes * 60, seed=args.seed)  # fmt: skip
+    print(
+        f"feed {args.gtfs.name}, service day {date}: {len(work.pings)} pings of {work.vehicles} "
+        f"buses, one every {work.interval_s:.1f} s per bus, "
+        f"{work.window_end_s - work.window_start_s:.0f} s of the day "
+        f"(made in {time.perf_counter() - started:.1f} s); {os.cpu_count()} CPU cores",
+        flush=True,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
+        directory = Path(scratch)
+        broker = Mosquitto(directory / "mosquitto")
+        broker.directory.mkdir()
+        broker.start()
+        try:
+            async with embedded_postgres(directory / "pg") as database_url:
+                return await measure(args, work, broker, database_url, directory / "pg")
+        finally:
+            broker.stop()
+
+
+async def measure(
+    args: argparse.Namespace, work: Workload, broker: Mosquitto, database_url: str, pg_dir: Path
+) -> int:
+    port = free_port()
+    env = {
+        **os.environ,
+        "TRACKER_BROKER_URL": broker.url,
+        "TRACKER_DATABASE_URL": database_url,
+        "TRACKER_GTFS": str(args.gtfs),
+        "TRACKER_HTTP_PORT": str(port),
+        "TRACKER_MQTT_CLIENT_ID": f"bench-tracker-{port}",
+        "TRACKER_CLOCK_OFFSET_S": str(work.window_end_s + CLOCK_AHEAD_S - time.time()),
+    }
+    command = [sys.executable, "-m", "bench.pipeline", "--serve-tracker"]
+    tracker = subprocess.Popen(command, env=env)
+    listener = LiveListener()
+    listening: asyncio.Task[None] | None = None
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            await wait_ready(http, tracker)
+            listening = asyncio.create_task(listener.listen(f"ws://127.0.0.1:{port}/ws/live"))
+            await asyncio.wait_for(listener.connected.wait(), 10)
+            assert broker.process is not None
+            others = {
+                "PostgreSQL": postgres_processes(pg_dir),
+                "Mosquitto": [psutil.Process(broker.process.pid)],
+                "this benchmark (publisher, websocket client)": [psutil.Process()],
+            }
+            before = (await http.get("/bench/stats")).json()
+            others_before = {name: cpu_s(ps) for name, ps in others.items()}
+            machine_before = machine_busy_s()
+
+            sent_at: list[float] = []
+            first = time.perf_counter()
+            publishing = asyncio.create_task(
+                asyncio.to_thread(publish_all, broker.url, work.pings, sent_at, rate=args.rate)
+            )
+            after = before
+            while True:
+                if publishing.done() and publishing.exception() is not None:
+                    await publishing  # raises the publisher's error
+                after = (await http.get("/bench/stats")).json()
+                # A batch that failed is counted under "internal_error", not in "messages".
+                failed = after["rejected_by_reason"].get("internal_error", 0)
+                given_up = after["queue_superseded"] + after["queue_dropped"]
+                taken = after["messages"] + failed + given_up
+                idle = after["queue_waiting"] == 0 and after["store_pending_batches"] == 0
+                if publishing.done() and taken >= len(work.pings) and idle:
+                    break
+                if time.perf_counter() - first > DONE_TIMEOUT_S:
+                    raise SystemExit(f"not done after {DONE_TIMEOUT_S:g} s: {after}")
+                await asyncio.sleep(POLL_S)
+            done = time.perf_counter()
+            await publishing
+            published_s = sent_at[-1] - first
+            others_after = {name: cpu_s(ps) for name, ps in others.items()}
+            machine_s = machine_busy_s() - machine_before
+            await asyncio.sleep(1.5)  # the last ticks reach the websocket
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetchval("SELECT count(*) FROM positions")
+        finally:
+            await conn.close()
+    finally:
+        if listening is not None:
+            listening.cancel()
+        tracker.send_signal(signal.SIGINT)
+        try:
+            tracker.wait(30)
+        except subprocess.TimeoutExpired:
+            tracker.kill()
+            tracker.wait()
+
+    report(work, before, after, others_before, others_after, listener, sent_at, first=first,
+           done=done, published_s=published_s, rows=rows, machine_s=machine_s)  # fmt: skip
+    return 0
+
+
+def report(
+    work: Workload,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    others_before: dict[str, float],
+    others_after: dict[str, float],
+    listener: LiveListener,
+    sent_at: Sequence[float],
+    *,
+    first: float,
+    done: float,
+    published_s: float,
+    rows: int,
+    machine_s: float,
+) -> None:
+    n = len(work.pings)
+    wall_s = done - first
+    print(f"\npublished {n} pings in {published_s:.2f} s ({n / published_s:,.0f}/s, QoS 1)")
+    print(
+        f"end to end: all {n} taken and written {wall_s:.2f} s after the first publish: "
+        f"{n / wall_s:,.0f} pings/s; {rows} rows stored ({rows / wall_s:,.0f} rows/s)"
+    )
+    rejected = after["rejected_by_reason"]
+    print(
+        f"  rejected {sum(rejected.values())} {rejected}; store duplicates "
+        f"{after['store_duplicates']}; ingest queue high water {after['queue_high_water']}, "
+        f"superseded {after['queue_superseded']}, dropped {after['queue_dropped']}"
+    )
+    print(f"  states {after['by_state']}")
+
+    published: dict[tuple[str, float], float] = {}
+    for at, ping in zip(sent_at, work.pings, strict=True):
+        published.setdefault((ping.vehicle_id, round(ping.timestamp, 1)), at)
+    latencies = [
+        at - published[key]
+        for at, vehicle_id, observed_at_s in listener.shown
+        if (key := (vehicle_id, observed_at_s)) in published
+    ]
+    p50, p95, p99 = percentiles(latencies, 50, 95, 99)
+    print(
+        f"latency publish -> websocket: median {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+        f"p99 {p99 * 1000:.0f} ms, max {max(latencies, default=float('nan')) * 1000:.0f} ms "
+        f"(over the {len(latencies)} pings shown; the hub gave up "
+        f"{after['hub_dropped_intermediate']} intermediate states for slow readers, and shows "
+        "only each bus's newest ping per 0.5 s tick)"
+    )
+
+    sizes, seconds = after["batch_sizes"], after["batch_s"]
+    s50, s95, smax = percentiles(sizes, 50, 95, 100)
+    t50, t95 = percentiles(seconds, 50, 95)
+    print(
+        f"micro-batches: {len(sizes)}, size median {s50:.0f}, p95 {s95:.0f}, max {smax:.0f}; "
+        f"time median {t50 * 1000:.0f} ms, p95 {t95 * 1000:.0f} ms, "
+        f"max {after['max_batch_s'] * 1000:.0f} ms"
+    )
+    tracker_cpu_s = after["cpu_s"] - before["cpu_s"]
+    shares = [f"tracker {tracker_cpu_s:.1f} s ({tracker_cpu_s / wall_s:.0%} of a core)"]
+    ours_s = tracker_cpu_s
+    for name, start_s in others_before.items():
+        used_s = others_after[name] - start_s
+        ours_s += used_s
+        shares.append(f"{name} {used_s:.1f} s ({used_s / wall_s:.0%})")
+    print(f"CPU over those {wall_s:.1f} s: " + ", ".join(shares))
+    cores = os.cpu_count() or 1
+    print(
+        f"  the tracker spent {tracker_cpu_s / n * 1e6:.0f} µs of CPU per ping: "
+        f"{n / tracker_cpu_s:,.0f} pings/s if it had a core to itself; the machine's "
+        f"{cores} cores were {machine_s / (cores * wall_s):.0%} busy, "
+        f"{max(machine_s - ours_s, 0.0):.1f} core-seconds of it other processes'"
+    )
+    print(
+        f"tracker peak RSS: {before['peak_rss_mb']:.0f} MB once started, "
+        f"{after['peak_rss_mb']:.0f} MB at the end"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pings", type=int, default=50_000)
+    parser.add_argument("--vehicles", type=int, default=500)
+    parser.add_argument("--gtfs", type=Path, default=BUNDLED_FEED)
+    parser.add_argument("--date", type=dt.date.fromisoformat, help="default: the busiest")
+    parser.add_argument("--start", default="08:00", help="time of day of the window, HH:MM")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rate", type=float, help="pings/s to publish (default: all at once)")
+    parser.add_argument("--serve-tracker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_tracker:
+        return serve_tracker()
+    if args.pings < 1 or args.vehicles < 1:
+        parser.error("--pings and --vehicles must be at least 1")
+    return asyncio.run(bench(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
