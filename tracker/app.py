@@ -19,7 +19,9 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 
+from tracker.api.errors import install_error_handlers
 from tracker.api.http import router as http_router
 from tracker.core.matcher import Matcher, MatcherConfig
 from tracker.core.model import State
@@ -54,7 +56,8 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
                  net.feed_hash[:12])  # fmt: skip
         async with open_store(settings.database_url) as store:
             hub = Hub(tick_s=settings.live_tick_s, clock=settings.now)
-            hub.publish(await _recent_vehicles(store, settings))
+            recent = await _recent_vehicles(store, settings)
+            hub.publish(recent)
             queue = AsyncIngestQueue(settings.queue_capacity)
             writer = StoreWriter(
                 store, max_batches=settings.store_queue_batches, clock=settings.now
@@ -63,6 +66,7 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
             pipeline = Pipeline(matcher, writer, hub, clock=settings.now,
                                 topic_prefix=settings.topic_prefix,
                                 hide_after_s=settings.hide_after_s)  # fmt: skip
+            pipeline.remember(recent)  # so they expire like the others
             ingest = MqttIngest(
                 settings.broker_url,
                 client_id=settings.mqtt_client_id,
@@ -104,6 +108,8 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
         summary="Live bus positions matched to GTFS routes, trips and schedules.",
         lifespan=lifespan,
     )
+    install_error_handlers(app)
+    app.add_middleware(GZipMiddleware, minimum_size=4096)
     app.include_router(http_router)
     app.include_router(ws_router)
     app.include_router(web_router)
