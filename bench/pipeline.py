@@ -48,7 +48,7 @@ from typing import Any
 import asyncpg
 import httpx
 import numpy as np
-import psutil  # type: ignore[import-untyped]
+import psutil
 from websockets.asyncio.client import connect
 
 from simulator.day import SimConfig, SimPing, busiest_date, simulate

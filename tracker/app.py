@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
             hub = Hub(tick_s=settings.live_tick_s, clock=settings.now)
             recent = await _recent_vehicles(store, settings)
             hub.publish(recent)
+            hub.tick()  # so the first clients' snapshot already holds them
             queue = AsyncIngestQueue(settings.queue_capacity)
             writer = StoreWriter(
                 store, max_batches=settings.store_queue_batches, clock=settings.now
@@ -84,15 +85,16 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
             app.state.pipeline = pipeline
             app.state.queue = queue
             app.state.ingest = ingest
+            failed: list[str] = app.state.failed_tasks
             pipeline_run = pipeline.run(
                 queue, max_pings=settings.batch_max_pings, interval_s=settings.batch_interval_s
             )
             async with asyncio.TaskGroup() as tasks:
                 background = [
-                    tasks.create_task(_named("hub", hub.run())),
-                    tasks.create_task(_named("store writer", writer.run())),
-                    tasks.create_task(_named("pipeline", pipeline_run)),
-                    tasks.create_task(_named("retention", _retention(store, settings))),
+                    tasks.create_task(_named("hub", hub.run(), failed)),
+                    tasks.create_task(_named("store writer", writer.run(), failed)),
+                    tasks.create_task(_named("pipeline", pipeline_run, failed)),
+                    tasks.create_task(_named("retention", _retention(store, settings), failed)),
                 ]
                 async with ingest:
                     yield
@@ -108,6 +110,7 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
         summary="Live bus positions matched to GTFS routes, trips and schedules.",
         lifespan=lifespan,
     )
+    app.state.failed_tasks = []
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=4096)
     app.include_router(http_router)
@@ -116,15 +119,17 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
     return app
 
 
-async def _named(name: str, work: Coroutine[Any, Any, None]) -> None:
-    """Run a background task; a crash is logged with its traceback and ends the service."""
+async def _named(name: str, work: Coroutine[Any, Any, None], failed: list[str]) -> None:
+    """Run a background task. A crash is logged with its traceback and recorded in `failed`:
+    `/healthz` and `/readyz` then answer 503, so a supervisor restarts the service instead of
+    leaving a process that answers HTTP with no pipeline behind it."""
     try:
         await work
     except asyncio.CancelledError:
         raise
     except Exception:
-        log.exception("background task %r failed", name)
-        raise
+        log.exception("background task %r failed; the service is unhealthy", name)
+        failed.append(name)
 
 
 async def _retention(store: Store, settings: Settings) -> None:

@@ -208,6 +208,7 @@ class Pipeline:
                 await self.process(batch)
             except Exception:  # a task boundary: log with the traceback, count, go on
                 log.exception("a batch of %d messages failed", len(batch))
+                self.stats.messages += len(batch)
                 self.stats.rejected_by_reason["internal_error"] += len(batch)
 
     def remember(self, vehicles: Iterable[LiveVehicle]) -> None:

@@ -41,6 +41,7 @@ from tracker.api.errors import (
     STATUS_OF_ERROR,
     BadParameterError,
     NotFoundError,
+    ServiceBrokenError,
     install_error_handlers,
 )
 from tracker.app import create_app
@@ -515,6 +516,7 @@ def test_the_mapping_is_the_one_documented() -> None:
         BadParameterError: 422,
         SubscriptionError: 422,
         StoreError: 503,
+        ServiceBrokenError: 503,
     }
     assert issubclass(NotFoundError, LookupError)
     assert issubclass(BadParameterError, ValueError)

@@ -34,11 +34,16 @@ class BadParameterError(TrackerError, ValueError):
     """A request parameter has a value the API cannot use; the message says what to send."""
 
 
+class ServiceBrokenError(TrackerError):
+    """A background task of the service (pipeline, store writer, hub) has crashed."""
+
+
 STATUS_OF_ERROR: Final[tuple[tuple[type[Exception], int], ...]] = (
     (NotFoundError, 404),
     (BadParameterError, 422),
     (SubscriptionError, 422),
     (StoreError, 503),
+    (ServiceBrokenError, 503),
 )
 """Exception type → HTTP status. Starlette picks the first class in an exception's MRO that has a
 handler, so a subclass of one of these gets its status."""

@@ -30,7 +30,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from tracker.api import schemas
-from tracker.api.errors import BadParameterError, NotFoundError
+from tracker.api.errors import BadParameterError, NotFoundError, ServiceBrokenError
 from tracker.core import departures, geojson
 from tracker.core.model import State
 from tracker.core.network import Network
@@ -138,9 +138,17 @@ async def _per_network(
 # --- health --------------------------------------------------------------------------------
 
 
-@router.get("/healthz", tags=["health"])
-async def healthz() -> schemas.Health:
-    """The process is alive (says nothing about the network, database or broker)."""
+@router.get(
+    "/healthz",
+    tags=["health"],
+    responses={503: {"description": "a background task (pipeline, store writer...) crashed"}},
+)
+async def healthz(request: Request) -> schemas.Health:
+    """The process is alive and its background tasks run (says nothing about the network,
+    database or broker: see /readyz)."""
+    failed = getattr(request.app.state, "failed_tasks", [])
+    if failed:
+        raise ServiceBrokenError(f"background task(s) {', '.join(failed)} failed: see the log")
     return schemas.Health()
 
 
@@ -158,6 +166,9 @@ async def readyz(request: Request) -> JSONResponse:
         getattr(state, "store", None),
         getattr(state, "ingest", None),
     )
+    for task in getattr(state, "failed_tasks", []):
+        readiness.problems.append(f"{task}: the background task failed (see the log)")
+        readiness.ready = False
     return JSONResponse(readiness.model_dump(), status_code=200 if readiness.ready else 503)
 
 
