@@ -15,6 +15,9 @@ recorded day what came after is known too, so `match_recorded` answers with hind
    `MAX_CHAIN` more vehicles), and the chain that loses less path score is applied. A few
    rounds settle the day.
 
+With hindsight the schedule prior weighs less (`HINDSIGHT_SCHEDULE_WEIGHT`), and a bus waiting at
+a terminal long before its next run is reported on the run it arrived on (`HAND_OVER_S`).
+
 Pure, like the matcher: values in, values out.
 """
 
@@ -35,6 +38,15 @@ Exclusions = dict[RunKey, list[tuple[float, float]]]
 
 MIN_CONFLICT_S = 120.0  # two vehicles on one run for less than this is a terminal hand-over
 EXCLUSION_MARGIN_S = 60.0
+# With the whole day known, block continuity and one vehicle per run decide more, and the
+# schedule prior, which adds up ping after ping, less: at the live weight (0.15) a bus running
+# 10 minutes late all day is pushed onto another block on time. Measured on the WMATA day
+# (clean / noisy trip accuracy): 0.15 gave 96.5 % / 96.1 %, 0.08 gives 97.9 % / 96.1 %.
+HINDSIGHT_SCHEDULE_WEIGHT = 0.08
+# Agencies hand a bus over to its next trip some time before it departs, not on arrival (WMATA:
+# a median of 10 minutes before). Waiting longer than this before departure is reported on the
+# arrived trip: 97.9 % -> 98.2 % clean, 96.1 % -> 96.4 % noisy on the WMATA day.
+HAND_OVER_S = 20 * 60.0
 MAX_CHAIN = 3  # how many more vehicles one settled conflict may move, one after the other
 
 
@@ -61,7 +73,9 @@ def match_recorded(
     `progress`, if given, is called with the number of pings done after each vehicle's first
     pass (the conflict rounds after it are short).
     """
-    config = dataclasses.replace(config or MatcherConfig(), keep_paths=True)
+    config = dataclasses.replace(
+        config or MatcherConfig(schedule_weight=HINDSIGHT_SCHEDULE_WEIGHT), keep_paths=True
+    )
     by_vehicle: dict[str, list[int]] = defaultdict(list)
     for i, ping in enumerate(pings):
         by_vehicle[ping.vehicle_id].append(i)
@@ -161,6 +175,7 @@ def match_vehicle(
         while node is not None and node.at_s not in path:
             path[node.at_s] = node
             node = node.parent
+    _hand_over_late(network, path)
     spans: dict[RunKey, tuple[float, float]] = {}
     for h in path.values():
         if h.waiting or h.misses:
@@ -173,6 +188,30 @@ def match_vehicle(
         score=sum(h.score for h in tips),
         spans=spans,
     )
+
+
+def _hand_over_late(network: Network, path: dict[float, Hypothesis]) -> None:
+    """While a bus waits more than `HAND_OVER_S` before its next run departs, answer with the
+    run it arrived on (at its end, as a layover), not yet the next one."""
+    arrived: Hypothesis | None = None
+    for at_s in sorted(path):
+        h = path[at_s]
+        if not h.waiting:
+            arrived = h
+        elif (
+            arrived is not None
+            and h.delay_s < -HAND_OVER_S
+            and int(network.runs.next_in_block[arrived.run]) == h.run
+        ):
+            path[at_s] = Hypothesis(
+                run=arrived.run,
+                day=arrived.day,
+                along_m=arrived.along_m,
+                delay_s=arrived.delay_s,
+                score=h.score,
+                waiting=True,
+                at_s=at_s,
+            )
 
 
 def _conflicts(paths: dict[str, VehiclePath]) -> list[tuple[RunKey, str, str]]:
