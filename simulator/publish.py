@@ -16,10 +16,8 @@ import socket
 import ssl
 import time
 from collections import deque
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -27,47 +25,23 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from simulator.errors import BrokerError
 from tracker.core.model import Ping
+from tracker.ingest.mqtt import BrokerAddress
+from tracker.ingest.mqtt import parse_broker_url as parse_tracker_broker_url
 from tracker.wire import DEFAULT_TOPIC_PREFIX, encode_ping, position_topic
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 MQTT_VERSIONS = {"3.1.1": MQTTProtocolVersion.MQTTv311, "5": MQTTProtocolVersion.MQTTv5}
-_SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), "ssl": (8883, True)}
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = None
-
-    def __str__(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
-    """`mqtt://[user[:password]@]host[:port]` (or mqtts:// for TLS) as a `BrokerAddress`."""
-    hint = "expected mqtt://host[:port] or mqtts://host[:port], e.g. mqtt://127.0.0.1:1883"
-    parts = urlsplit(url)
-    if parts.scheme not in _SCHEMES:
-        raise BrokerError(f"broker URL {url!r} has no mqtt:// or mqtts:// scheme; {hint}")
+    """`mqtt://[user[:password]@]host[:port]` (or mqtts:// for TLS), as the tracker reads it;
+    a bad URL raises `BrokerError` naming it and the `--broker` flag."""
     try:
-        port = parts.port
-    except ValueError:
-        raise BrokerError(f"broker URL {url!r} has a bad port; {hint}") from None
-    if not parts.hostname or parts.path not in ("", "/") or parts.query:
-        raise BrokerError(f"broker URL {url!r} is not a broker address; {hint}")
-    default_port, tls = _SCHEMES[parts.scheme]
-    return BrokerAddress(
-        host=parts.hostname,
-        port=port if port is not None else default_port,
-        tls=tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
+        return parse_tracker_broker_url(url, setting="--broker")
+    except ValueError as e:
+        raise BrokerError(str(e)) from None
 
 
 class MqttPublisher:

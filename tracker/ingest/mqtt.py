@@ -60,7 +60,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -105,15 +105,17 @@ def _without_password(url: str) -> str:
     return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
 
 
-def parse_broker_url(url: str) -> BrokerAddress:
-    """Parse ``mqtt://host[:port]`` (1883) or ``mqtts://host[:port]`` (8883, TLS).
+def parse_broker_url(url: str, *, setting: str = BROKER_URL_ENV) -> BrokerAddress:
+    """Parse ``mqtt://[user[:password]@]host[:port]`` (1883) or ``mqtts://...`` (8883, TLS);
+    credentials may be percent-encoded.
 
-    Raises a ValueError naming the URL and `TRACKER_BROKER_URL` if it is not one of those.
+    Raises a ValueError naming the URL (without its password) and the `setting` it came from
+    (`TRACKER_BROKER_URL` by default) if it is not one of those.
     """
 
     def bad(why: str) -> ValueError:
         return ValueError(
-            f"broker URL {_without_password(url)!r} {why}; set {BROKER_URL_ENV} to "
+            f"broker URL {_without_password(url)!r} {why}; set {setting} to "
             "mqtt://host[:port] or mqtts://host[:port], e.g. mqtt://127.0.0.1:1883"
         )
 
@@ -135,8 +137,8 @@ def parse_broker_url(url: str) -> BrokerAddress:
         host=parts.hostname,
         port=port or (8883 if tls else 1883),
         tls=tls,
-        username=parts.username or None,
-        password=parts.password,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
     )
 
 
