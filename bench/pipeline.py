@@ -2,13 +2,13 @@
 
     python -m bench.pipeline [--pings 50000] [--vehicles 500] [--rate R] [--gtfs FEED]
 
-Run it from the checkout: it starts a real Mosquitto (`tests.integration.servers.Mosquitto`) and
-an embedded PostgreSQL (`tracker.store.embedded`) in a temporary directory, and the tracker in a
-process of its own (the app on uvicorn, as `tracker serve` runs it, with the service's defaults:
-200 ms micro-batches of at most 5000 pings, a 0.5 s live tick), so that the CPU and memory it
-reports are the tracker's alone. Then it publishes N simulated pings of the first V buses of the
-morning (ids hidden, the simulator's usual GPS faults) with the simulator's publisher (QoS 1, at
-most 1000 unacknowledged) as fast as it goes, or `--rate` pings per second, while a websocket
+Run it from the checkout: it starts a real Mosquitto (`tests.integration.servers.Mosquitto`) and an
+embedded PostgreSQL (`tracker.store.embedded`) in a temporary directory, and the tracker in a
+process of its own (the app on uvicorn, as `tracker serve` runs it, with the service's defaults,
+`tracker.settings.Settings`: micro-batches every 50 ms, a live tick of 0.1 s), so that the CPU and
+memory it reports are the tracker's alone. Then it publishes N simulated pings of the first V buses
+of the morning (ids hidden, the simulator's usual GPS faults) with the simulator's publisher (QoS
+1, at most 1000 unacknowledged) as fast as it goes, or `--rate` pings per second, while a websocket
 client listens on /ws/live, and prints:
 
 - throughput: pings per second from the first publish until the tracker has taken every ping and
@@ -18,7 +18,10 @@ client listens on /ws/live, and prints:
   latency is that of the pings shown (the count is printed). Publisher and websocket client share
   this process, so both timestamps come from one clock;
 - the pipeline's micro-batches: how many, their sizes, their times (decode + match + hand over);
-- CPU: seconds used by the tracker process (all its threads), by PostgreSQL (all its processes),
+- when the tracker fell behind: how many pings the ingest queue superseded (stored, unmatched,
+  not shown live) and dropped, and that the database holds every ping accepted;
+- CPU: seconds used by the tracker process (all its threads, and per thread: the event loop,
+  the matcher's worker thread, the MQTT network thread), by PostgreSQL (all its processes),
   by Mosquitto and by this process over the same wall time, as a share of one core; the
   tracker's CPU per ping; and how busy the machine was (other processes make figures noisy);
 - the tracker process's peak RSS, once started and at the end.
@@ -65,7 +68,7 @@ CLOCK_AHEAD_S = 10.0  # the service clock stands this far after the last ping's 
 INTERVAL_RANGE_S = (1.0, 30.0)
 READY_TIMEOUT_S = 120.0
 DONE_TIMEOUT_S = 900.0
-POLL_S = 0.05
+POLL_S = 0.2  # the polls cost the tracker CPU too: not too often
 
 
 # --- the tracker's process ---------------------------------------------------------------------
@@ -91,10 +94,10 @@ def serve_tracker() -> int:
         if getattr(process, "measured", False):
             return
 
-        async def measured(messages: Sequence[Any]) -> None:
+        async def measured(messages: Sequence[Any], superseded: Sequence[Any] = ()) -> None:
             started = time.perf_counter()
-            await process(messages)
-            batches.append((len(messages), time.perf_counter() - started))
+            await process(messages, superseded)
+            batches.append((len(messages) + len(superseded), time.perf_counter() - started))
 
         measured.measured = True  # type: ignore[attr-defined]
         pipeline.process = measured  # type: ignore[method-assign]
@@ -106,7 +109,7 @@ def serve_tracker() -> int:
         return {"ready": True}
 
     @app.get("/bench/stats")
-    async def stats() -> dict[str, Any]:
+    async def stats(full: bool = False) -> dict[str, Any]:
         pipeline: Pipeline = app.state.pipeline
         queue = app.state.queue.stats()
         cpu = os.times()
@@ -120,19 +123,41 @@ def serve_tracker() -> int:
             "store_duplicates": pipeline.writer.duplicates,
             "store_pending_batches": pipeline.writer.pending_batches,
             "store_dropped_pings": pipeline.writer.dropped_pings,
-            "queue_waiting": queue.waiting,
+            "queue_waiting": queue.waiting + queue.superseded_waiting,
             "queue_high_water": queue.high_water,
             "queue_superseded": queue.superseded,
-            "queue_dropped": queue.dropped_full,
+            "queue_dropped": queue.dropped_full + queue.dropped_superseded,
+            "superseded_stored": pipeline.stats.superseded_stored,
             "hub_dropped_intermediate": app.state.hub.stats().dropped_intermediate,
             "cpu_s": cpu.user + cpu.system,
+            "thread_cpu_s": thread_cpu_s(),
             "peak_rss_mb": peak_rss_mb(),
-            "batch_sizes": [size for size, _ in batches],
-            "batch_s": [seconds for _, seconds in batches],
+            "batch_sizes": [size for size, _ in batches] if full else [],
+            "batch_s": [seconds for _, seconds in batches] if full else [],
         }
 
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
     return 0
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds of this process's threads, by role: the event loop (decode, hub, store
+    writer, websockets, HTTP), the matcher (asyncio's worker threads), MQTT (paho's network
+    thread), from /proc (Linux); empty elsewhere."""
+    import threading
+
+    roles = {"MainThread": "event loop", "asyncio": "matcher", "mqtt-ingest": "MQTT"}
+    tick_s = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        role = next((r for prefix, r in roles.items() if thread.name.startswith(prefix)), "other")
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        utime, stime = (int(x) for x in fields[1].split()[11:13])
+        out[role] = out.get(role, 0.0) + (utime + stime) / tick_s
+    return out
 
 
 def peak_rss_mb() -> float:
@@ -342,8 +367,7 @@ async def measure(
                 after = (await http.get("/bench/stats")).json()
                 # A batch that failed is counted under "internal_error", not in "messages".
                 failed = after["rejected_by_reason"].get("internal_error", 0)
-                given_up = after["queue_superseded"] + after["queue_dropped"]
-                taken = after["messages"] + failed + given_up
+                taken = after["messages"] + failed + after["queue_dropped"]
                 idle = after["queue_waiting"] == 0 and after["store_pending_batches"] == 0
                 if publishing.done() and taken >= len(work.pings) and idle:
                     break
@@ -352,6 +376,8 @@ async def measure(
                 await asyncio.sleep(POLL_S)
             done = time.perf_counter()
             await publishing
+            full = (await http.get("/bench/stats", params={"full": "true"})).json()
+            after |= {key: full[key] for key in ("batch_sizes", "batch_s")}
             published_s = sent_at[-1] - first
             others_after = {name: cpu_s(ps) for name, ps in others.items()}
             machine_s = machine_busy_s() - machine_before
@@ -402,7 +428,14 @@ def report(
     print(
         f"  rejected {sum(rejected.values())} {rejected}; store duplicates "
         f"{after['store_duplicates']}; ingest queue high water {after['queue_high_water']}, "
-        f"superseded {after['queue_superseded']}, dropped {after['queue_dropped']}"
+        f"superseded {after['queue_superseded']} (stored unmatched: "
+        f"{after['superseded_stored']}), dropped {after['queue_dropped']}"
+    )
+    # A superseded ping skips the matcher's duplicate check: the store drops its second copy.
+    accepted = n - sum(rejected.values()) - after["queue_dropped"] - after["store_duplicates"]
+    print(
+        f"  stored {rows} rows of {accepted} pings accepted (published, less rejected, dropped "
+        "and duplicates)" + ("" if rows == accepted else f": {accepted - rows} MISSING")
     )
     print(f"  states {after['by_state']}")
 
@@ -420,7 +453,7 @@ def report(
         f"p99 {p99 * 1000:.0f} ms, max {max(latencies, default=float('nan')) * 1000:.0f} ms "
         f"(over the {len(latencies)} pings shown; the hub gave up "
         f"{after['hub_dropped_intermediate']} intermediate states for slow readers, and shows "
-        "only each bus's newest ping per 0.5 s tick)"
+        "only each bus's newest ping per tick)"
     )
 
     sizes, seconds = after["batch_sizes"], after["batch_s"]
@@ -439,6 +472,14 @@ def report(
         ours_s += used_s
         shares.append(f"{name} {used_s:.1f} s ({used_s / wall_s:.0%})")
     print(f"CPU over those {wall_s:.1f} s: " + ", ".join(shares))
+    threads = after["thread_cpu_s"]
+    print(
+        "  the tracker's threads, µs of CPU per ping: "
+        + ", ".join(
+            f"{role} {(used_s - before['thread_cpu_s'].get(role, 0.0)) / n * 1e6:.0f}"
+            for role, used_s in sorted(threads.items())
+        )
+    )
     cores = os.cpu_count() or 1
     print(
         f"  the tracker spent {tracker_cpu_s / n * 1e6:.0f} µs of CPU per ping: "

@@ -4,10 +4,15 @@
     (tracker.ingest) (wire)   (core.matcher)      (StoreWriter ─▶ tracker.store)
                                                               (tracker.live.hub ─▶ /ws/live)
 
-Messages arrive in micro-batches (`Settings.batch_interval_s`, 200 ms by default) from the MQTT
+Messages arrive in micro-batches (`Settings.batch_interval_s`, 50 ms by default) from the MQTT
 adapter's bounded queue. Each batch is decoded, matched (in a worker thread, so the event loop
 keeps serving websockets and HTTP while the matcher computes), handed to the store writer and
 published to the websocket hub: storing and broadcasting are per batch, never per ping.
+
+When the tracker falls behind, the queue supersedes a vehicle's older waiting pings by its newest
+(`tracker.ingest.queue`) and hands the superseded ones over beside the batch: they are decoded,
+validated and stored as they came (state `not_matched`, reason `superseded`), never matched nor
+broadcast, so the history keeps every accepted ping while the live view keeps up.
 
 The store writer runs in its own task with its own bounded queue of batches, so a slow or
 unreachable database never holds up live output; while the database is down it keeps
@@ -19,6 +24,7 @@ second copy of a (vehicle, timestamp).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -28,6 +34,7 @@ from dataclasses import dataclass, field
 
 from tracker.core.matcher import Matcher
 from tracker.core.model import Match, Ping, Reason, State
+from tracker.core.validate import validate_ping
 from tracker.errors import StoreError
 from tracker.ingest.mqtt import Backoff
 from tracker.ingest.queue import AsyncIngestQueue, Received
@@ -58,8 +65,9 @@ class PipelineStats:
     """Counters since start. Volumes are counted here, never logged per message."""
 
     batches: int = 0
-    messages: int = 0
+    messages: int = 0  # live and superseded
     pings_matched: int = 0
+    superseded_stored: int = 0  # superseded pings handed to the store unmatched
     by_state: Counter[str] = field(default_factory=Counter)
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     vehicles_expired: int = 0
@@ -75,13 +83,17 @@ class StoreWriter:
         self,
         store: Store,
         *,
-        max_batches: int = 600,
+        max_batches: int = 2400,
+        write_every_s: float = 0.25,
+        max_rows_per_write: int = 10_000,
         clock: Clock = time.time,
         backoff: Backoff = STORE_BACKOFF,
     ) -> None:
         self._store = store
         self._pending: deque[tuple[StoredBatch, float]] = deque()
         self._max_batches = max_batches
+        self._write_every_s = write_every_s
+        self._max_rows_per_write = max_rows_per_write
         self._clock = clock
         self._backoff = backoff
         self._wake = asyncio.Event()
@@ -110,14 +122,25 @@ class StoreWriter:
         self._wake.set()
 
     async def run(self) -> None:
-        """Write queued batches in order, retrying a failed write with backoff, until cancelled."""
+        """Write queued batches in order, retrying a failed write with backoff, until cancelled.
+
+        At most one write (one transaction) per `write_every_s`: the batches queued meanwhile
+        are written together (up to `max_rows_per_write` rows, each row's `received_at` that of
+        the first of them), so the cost per transaction does not grow as batches get smaller.
+        """
         failures = 0
+        loop = asyncio.get_running_loop()
+        next_write_at = loop.time()
         while True:
             if not self._pending:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            rows, received_at_s = self._pending[0]
+            await asyncio.sleep(max(0.0, next_write_at - loop.time()))
+            next_write_at = loop.time() + self._write_every_s
+            writing = self._next_write()
+            rows = writing[0][0] if len(writing) == 1 else [r for b, _ in writing for r in b]
+            received_at_s = writing[0][1]
             try:
                 result = await self._store.write_batch(rows, received_at_s=received_at_s)
             except Exception as e:
@@ -136,9 +159,22 @@ class StoreWriter:
                 log.info("database writes work again after %d failures", failures)
             failures = 0
             self.healthy = True
-            self._pending.popleft()
+            for batch in writing:  # unless `submit` dropped them meanwhile, being full
+                if self._pending and self._pending[0] is batch:
+                    self._pending.popleft()
             self.stored += result.stored
             self.duplicates += result.duplicates
+
+    def _next_write(self) -> list[tuple[StoredBatch, float]]:
+        """The oldest queued batches, as many as fit in one write (at least one)."""
+        writing = [self._pending[0]]
+        rows = len(writing[0][0])
+        for batch in itertools.islice(self._pending, 1, None):
+            rows += len(batch[0])
+            if rows > self._max_rows_per_write:
+                break
+            writing.append(batch)
+        return writing
 
     async def flush(self, timeout_s: float) -> bool:
         """Wait until every queued batch is written (for shutdown); False on timeout."""
@@ -171,17 +207,13 @@ class Pipeline:
         self.problems: deque[Problem] = deque(maxlen=500)
         self._last_seen_s: dict[str, float] = {}
 
-    async def process(self, messages: Sequence[Received]) -> None:
-        """The whole path of one batch of MQTT messages."""
+    async def process(
+        self, messages: Sequence[Received], superseded: Sequence[Received] = ()
+    ) -> None:
+        """The whole path of one batch of MQTT messages; `superseded` ones are only stored."""
         started = time.perf_counter()
         now_s = self.clock()
-        pings: list[Ping] = []
-        for message in messages:  # decode
-            decoded = decode_ping(message.topic, message.payload, self.topic_prefix)
-            if isinstance(decoded, WireError):
-                self._reject(now_s, decoded.vehicle_id, decoded.reason, decoded.detail)
-            else:
-                pings.append(decoded)
+        pings = self._decode(messages, now_s)
         # validate + match, off the event loop: the matcher is pure and only this task uses it
         matches = await asyncio.to_thread(self.matcher.match_batch, pings, now=now_s)
         kept: StoredBatch = []
@@ -195,17 +227,19 @@ class Pipeline:
                 self._last_seen_s[ping.vehicle_id] = max(
                     ping.timestamp, self._last_seen_s.get(ping.vehicle_id, 0.0)
                 )
-        self.writer.submit(kept, received_at_s=now_s)  # store
+        stored_only = self._superseded(superseded, now_s)
+        self.writer.submit(kept + stored_only, received_at_s=now_s)  # store
         self.hub.publish(LiveVehicle.from_match(p, m) for p, m in kept)  # broadcast
         self._expire(now_s)
-        self._count(len(messages), len(pings), time.perf_counter() - started)
+        self.stats.superseded_stored += len(stored_only)
+        self._count(len(messages) + len(superseded), len(pings), time.perf_counter() - started)
 
     async def run(self, queue: AsyncIngestQueue, *, max_pings: int, interval_s: float) -> None:
         """Take micro-batches from the ingest queue and process them, until cancelled."""
         while True:
             batch = await queue.next_batch(max_pings, interval_s)
             try:
-                await self.process(batch)
+                await self.process(batch.live, batch.superseded)
             except Exception:  # a task boundary: log with the traceback, count, go on
                 log.exception("a batch of %d messages failed", len(batch))
                 self.stats.messages += len(batch)
@@ -215,6 +249,29 @@ class Pipeline:
         """Vehicles known from before (the database, at start): they expire like the others."""
         for vehicle in vehicles:
             self._last_seen_s[vehicle.vehicle_id] = vehicle.observed_at_s
+
+    def _decode(self, messages: Sequence[Received], now_s: float) -> list[Ping]:
+        pings: list[Ping] = []
+        for message in messages:
+            decoded = decode_ping(message.topic, message.payload, self.topic_prefix)
+            if isinstance(decoded, WireError):
+                self._reject(now_s, decoded.vehicle_id, decoded.reason, decoded.detail)
+            else:
+                pings.append(decoded)
+        return pings
+
+    def _superseded(self, messages: Sequence[Received], now_s: float) -> StoredBatch:
+        """Superseded pings, decoded and validated, as rows stored unmatched (never broadcast)."""
+        rows: StoredBatch = []
+        max_future_s = self.matcher.config.max_future_s
+        for ping in self._decode(messages, now_s):
+            problem = validate_ping(ping, now=now_s, max_future_s=max_future_s)
+            if problem is not None:
+                self._reject(now_s, ping.vehicle_id, *problem)
+                continue
+            match = Match(ping.vehicle_id, ping.timestamp, State.NOT_MATCHED, Reason.SUPERSEDED)
+            rows.append((ping, match))
+        return rows
 
     def _reject(self, now_s: float, vehicle_id: str | None, reason: Reason, detail: str) -> None:
         self.stats.rejected_by_reason[reason.value] += 1

@@ -51,15 +51,17 @@ class Settings(BaseSettings):
     share_group: str | None = None  # MQTT 5 shared subscription, to split load between trackers
 
     # --- the pipeline ---------------------------------------------------------------------------
-    batch_interval_s: Annotated[float, Field(gt=0, le=5)] = 0.2
-    batch_max_pings: Annotated[int, Field(ge=1)] = 5000
-    queue_capacity: Annotated[int, Field(ge=1)] = 100_000
-    store_queue_batches: Annotated[int, Field(ge=1)] = 600  # batches held while the DB is down
+    batch_interval_s: Annotated[float, Field(gt=0, le=5)] = 0.05
+    batch_max_pings: Annotated[int, Field(ge=1)] = 2000
+    # Live messages waiting, about 1 s of work at the matcher's pace: past that a vehicle's older
+    # pings are superseded (stored, not matched); as many of those may wait beside them.
+    queue_capacity: Annotated[int, Field(ge=1)] = 4_000
+    store_queue_batches: Annotated[int, Field(ge=1)] = 2400  # batches held while the DB is down
     retention_days: Annotated[int, Field(ge=1)] = 30
     max_future_s: Annotated[float, Field(ge=0)] = 300.0
 
     # --- live output ----------------------------------------------------------------------------
-    live_tick_s: Annotated[float, Field(gt=0, le=10)] = 0.5
+    live_tick_s: Annotated[float, Field(gt=0, le=10)] = 0.1
     stale_after_s: Annotated[float, Field(gt=0)] = 90.0  # drawn as stale on the map
     hide_after_s: Annotated[float, Field(gt=0)] = 600.0  # dropped from the live view
     tiles_url: str = OSM_TILES_URL

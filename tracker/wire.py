@@ -28,6 +28,7 @@ from tracker.pings_io import BadRow, decode_json_record
 
 DEFAULT_TOPIC_PREFIX = "bus-tracker/v1/vehicles"
 MAX_PAYLOAD_BYTES = 4096
+MILLISECONDS_FROM = 1e11  # a larger timestamp is in milliseconds (as `tracker.pings_io` reads it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,56 @@ def decode_ping(topic: str, payload: bytes, prefix: str = DEFAULT_TOPIC_PREFIX) 
         elif str(given) != vehicle_id:
             detail = f"payload vehicle_id {given!r} differs from the topic's {vehicle_id!r}"
             return WireError(vehicle_id, Reason.MALFORMED, detail)
-    decoded = decode_json_record(obj)
+        elif type(given) is not str:
+            return _decoded(decode_json_record(obj), vehicle_id)
+        common = _common_case(obj, vehicle_id)
+        if common is not None:
+            return common
+    return _decoded(decode_json_record(obj), vehicle_id)
+
+
+def _common_case(obj: dict[str, object], vehicle_id: str) -> Ping | None:
+    """The payload as `decode_json_record` reads it, faster, for the usual message: numbers as
+    JSON numbers, no ids but the topic's plain one. None for anything else (it takes over)."""
+    timestamp = _json_number(obj.get("timestamp"))
+    lat, lon = _json_number(obj.get("lat")), _json_number(obj.get("lon"))
+    speed, bearing, accuracy = obj.get("speed"), obj.get("bearing"), obj.get("accuracy")
+    speed_mps, bearing_deg = _json_number(speed), _json_number(bearing)
+    accuracy_m = _json_number(accuracy)
+    if (
+        timestamp is None
+        or lat is None
+        or lon is None
+        or (speed_mps is None and speed is not None)
+        or (bearing_deg is None and bearing is not None)
+        or (accuracy_m is None and accuracy is not None)
+        or obj.get("route_id") is not None
+        or obj.get("trip_id") is not None
+        # the id as `decode_json_record` keeps it: no spaces to strip, not a float's digits
+        or "." in vehicle_id
+        or "\ufffd" in vehicle_id
+        or vehicle_id.strip() != vehicle_id
+    ):
+        return None
+    return Ping(
+        vehicle_id=vehicle_id,
+        timestamp=timestamp / 1000 if timestamp > MILLISECONDS_FROM else timestamp,
+        lat=lat,
+        lon=lon,
+        speed_mps=speed_mps,
+        bearing_deg=bearing_deg,
+        accuracy_m=accuracy_m,
+    )
+
+
+def _json_number(value: object) -> float | None:
+    """A JSON number as a float; None for anything else (null, text, true and false)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _decoded(decoded: Ping | BadRow, vehicle_id: str) -> Ping | WireError:
     if isinstance(decoded, BadRow):
         return WireError(vehicle_id, decoded.reason, decoded.detail)
     return decoded

@@ -18,11 +18,18 @@ import asyncpg
 import pytest
 
 from tests.integration.servers import free_port
+from tracker.core.matcher import Matcher
 from tracker.core.model import Match, Ping, Reason, State, rejected
+from tracker.demo import BUNDLED_FEED
 from tracker.errors import StoreError
+from tracker.gtfs.load import load_network
+from tracker.ingest.queue import LatestPerVehicleQueue, Received
+from tracker.live.hub import Hub
+from tracker.service import Pipeline, StoreWriter
 from tracker.store import Store, VehicleRow, mask_password, migrations, open_store, upgrade
 from tracker.store.embedded import embedded_postgres
 from tracker.store.postgres import HISTORY_SQL, MIGRATIONS_LOCK_KEY
+from tracker.wire import encode_ping, position_topic
 
 pytestmark = pytest.mark.integration
 
@@ -528,3 +535,63 @@ async def test_embedded_postgres_keeps_data_and_stops_on_cancellation(data_dir: 
     with pytest.raises(asyncio.CancelledError):
         await task
     await assert_stopped(data_dir, pid, socket, url)
+
+
+# --- overload: superseded pings ---------------------------------------------------------------
+
+
+async def test_superseded_pings_are_stored_but_never_become_the_latest(store: Store) -> None:
+    newest, older = ping("bus-1", MAY_1 + 60), ping("bus-1", MAY_1 + 30)
+    superseded = Match("bus-1", older.timestamp, State.NOT_MATCHED, Reason.SUPERSEDED)
+    await store.write_batch([*matched(newest), (older, superseded)], received_at_s=RECEIVED_S)
+    later = ping("bus-1", MAY_1 + 90)
+    await store.write_batch(
+        [(later, replace(superseded, timestamp=later.timestamp))], received_at_s=RECEIVED_S
+    )
+    rows = await store.history(start_s=MAY_1, end_s=MAY_1 + DAY_S)
+    assert [(r.observed_at_s, r.reason) for r in rows] == [
+        (MAY_1 + 30, Reason.SUPERSEDED),
+        (MAY_1 + 60, None),
+        (MAY_1 + 90, Reason.SUPERSEDED),
+    ]
+    [latest] = await store.latest()
+    assert (latest.observed_at_s, latest.state) == (MAY_1 + 60, State.IN_SERVICE)
+
+
+async def test_an_overloaded_pipeline_stores_every_accepted_ping_once(
+    store: Store, postgres_url: str
+) -> None:
+    """The ingest queue supersedes what the tracker cannot match in time: the live view gets each
+    vehicle's newest ping only, the database every ping accepted, once."""
+    network = load_network(BUNDLED_FEED)
+    queue = LatestPerVehicleQueue(4, superseded_capacity=6)
+    sent = [ping(f"bus-{n % 2}", MAY_1 + n, lat=-1.28, lon=36.82) for n in range(14)]
+    for p in sent:
+        assert queue.put(p.vehicle_id, Received(position_topic(p.vehicle_id), encode_ping(p), 0.0))
+    queued = queue.stats()
+    assert (queued.superseded, queued.dropped_superseded, queued.dropped_full) == (10, 4, 0)
+    accepted = len(sent) - queued.dropped_superseded
+
+    writer = StoreWriter(store, write_every_s=0.0)
+    hub = Hub()
+    pipeline = Pipeline(Matcher(network), writer, hub, clock=lambda: MAY_1 + 60)
+    writing = asyncio.create_task(writer.run())
+    try:
+        while len(queue):
+            batch = queue.drain(3)
+            await pipeline.process(batch.live, batch.superseded)
+        assert await writer.flush(10.0)
+    finally:
+        writing.cancel()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        stored = await conn.fetch("SELECT vehicle_id, observed_at, reason FROM positions")
+    finally:
+        await conn.close()
+    assert len(stored) == len({(r["vehicle_id"], r["observed_at"]) for r in stored}) == accepted
+    assert sum(r["reason"] == "superseded" for r in stored) == 6
+    assert pipeline.stats.superseded_stored == 6
+    assert {v: live.observed_at_s for v, live in hub.vehicles().items()} == {
+        "bus-0": MAY_1 + 12,
+        "bus-1": MAY_1 + 13,
+    }

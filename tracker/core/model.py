@@ -51,6 +51,7 @@ class Reason(enum.StrEnum):
     TRIP_MISMATCH = "trip_mismatch"  # hint ignored: the ping does not fit the given trip
     NO_SHAPE_NEARBY = "no_shape_nearby"  # no route shape within reach of the ping
     NO_TRIP_FITS = "no_trip_fits"  # near a shape, but no scheduled trip fits the time
+    SUPERSEDED = "superseded"  # stored unmatched: a newer ping of the vehicle overtook it
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,16 @@ newer message waiting*, so the live output always gets each vehicle's newest pin
 
 Each vehicle's messages always come out in the order they went in; between vehicles the order is
 that of arrival, except that in case 2 the newcomer may come out before older messages of other
-vehicles. A superseded ping never reaches the store (the MQTT layer has already acknowledged
-it), which is the point: when the tracker cannot keep up, intermediate positions are given up,
-never the newest one.
+vehicles.
+
+A superseded message is not lost: the MQTT layer has already acknowledged it, and every accepted
+ping is to be stored. It moves to a second, store-only list of at most `superseded_capacity`
+messages (by default as many as `capacity`), which `drain` hands out beside the live ones
+(`Drained.superseded`): the pipeline stores them unmatched, never broadcasts them. So when the
+tracker cannot keep up, live output gives up intermediate positions, never the newest one, and the
+history keeps them all. Only when that list is full too is the oldest superseded message dropped
+for good (counted in `dropped_superseded`).
+Storing a message costs a small fraction of matching it, so the list drains fast.
 
 `AsyncIngestQueue` lets the paho network thread put into the queue and an asyncio task take
 micro-batches out of it. The bound is real: the queue itself is shared under a lock, and the
@@ -31,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +55,26 @@ class QueueStats:
     """Counters of a `LatestPerVehicleQueue` since it was made, and what waits in it now."""
 
     put: int  # messages offered to `put`
-    superseded: int  # waiting messages replaced by a newer one while the queue was full
+    superseded: int  # waiting messages overtaken by a newer one while full: to be stored only
+    dropped_superseded: int  # superseded messages dropped: the store-only list was full too
     dropped_full: int  # new messages dropped: full, and no vehicle had a message to give up
-    drained: int  # messages taken out by `drain`
-    waiting: int  # messages in the queue now
+    drained: int  # messages taken out by `drain` (live ones)
+    drained_superseded: int  # superseded messages taken out by `drain` (to be stored only)
+    waiting: int  # messages in the queue now (live ones)
+    superseded_waiting: int  # superseded messages waiting to be stored now
     vehicles_waiting: int  # vehicles with at least one message in the queue now
     high_water: int  # the most messages that have waited at once
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """What `drain` takes out: live messages in order, and superseded ones to store only."""
+
+    live: list[Received]
+    superseded: list[Received] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.live) + len(self.superseded)
 
 
 class _Slot:
@@ -81,22 +102,31 @@ class LatestPerVehicleQueue:
     Not thread-safe: `AsyncIngestQueue` guards it with a lock.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, superseded_capacity: int | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"queue capacity must be at least 1, not {capacity}")
+        if superseded_capacity is None:
+            superseded_capacity = capacity
+        if superseded_capacity < 0:
+            raise ValueError(f"superseded capacity must be at least 0, not {superseded_capacity}")
         self.capacity = capacity
+        self.superseded_capacity = superseded_capacity
+        self._superseded_waiting: deque[Received] = deque()  # store only, oldest first
         self._line: deque[_Slot] = deque()  # places in arrival order, one per waiting message
         self._vehicles: dict[str, _Waiting] = {}
         # Vehicles with two or more messages waiting, oldest backlog first (a dict as ordered set).
         self._backlogged: dict[str, None] = {}
         self._put = 0
         self._superseded = 0
+        self._dropped_superseded = 0
         self._dropped_full = 0
         self._drained = 0
+        self._drained_superseded = 0
         self._high_water = 0
 
     def __len__(self) -> int:
-        return len(self._line)
+        """Messages waiting: live ones and superseded ones (the latter to be stored only)."""
+        return len(self._line) + len(self._superseded_waiting)
 
     def put(self, vehicle_id: str, message: Received) -> bool:
         """Add `message`; False if it was dropped because the queue is full. Never blocks."""
@@ -115,15 +145,14 @@ class LatestPerVehicleQueue:
             return True
         if own is not None:
             # Case 1: the vehicle's own oldest message gives way; its places stay the same.
-            own.messages.popleft()
+            self._supersede(own.messages.popleft())
             own.messages.append(message)
-            self._superseded += 1
             return True
         if self._backlogged:
             # Case 2: a vehicle with a backlog gives up its oldest message and its last place.
             donor_id = next(iter(self._backlogged))
             donor = self._vehicles[donor_id]
-            donor.messages.popleft()
+            self._supersede(donor.messages.popleft())
             slot = donor.slots.pop()
             if len(donor.messages) < 2:
                 del self._backlogged[donor_id]
@@ -131,14 +160,24 @@ class LatestPerVehicleQueue:
             own = self._vehicles[vehicle_id] = _Waiting()
             own.slots.append(slot)
             own.messages.append(message)
-            self._superseded += 1
             return True
         # Case 3: every waiting message is its vehicle's only one.
         self._dropped_full += 1
         return False
 
-    def drain(self, max_items: int) -> list[Received]:
-        """Take up to `max_items` messages out, oldest place in the line first."""
+    def _supersede(self, message: Received) -> None:
+        """Move an overtaken message to the store-only list (its oldest gives way when full)."""
+        self._superseded += 1
+        if len(self._superseded_waiting) >= self.superseded_capacity:
+            self._dropped_superseded += 1
+            if not self._superseded_waiting:
+                return
+            self._superseded_waiting.popleft()
+        self._superseded_waiting.append(message)
+
+    def drain(self, max_items: int) -> Drained:
+        """Take up to `max_items` live messages out, oldest place in the line first, and up to
+        `max_items` superseded ones (oldest first)."""
         batch: list[Received] = []
         while self._line and len(batch) < max_items:
             slot = self._line.popleft()
@@ -153,7 +192,16 @@ class LatestPerVehicleQueue:
             elif left == 1:
                 self._backlogged.pop(vehicle_id, None)
         self._drained += len(batch)
-        return batch
+        superseded: list[Received] = []
+        side = self._superseded_waiting
+        if side:
+            if len(side) <= max_items:
+                superseded = list(side)
+                side.clear()
+            else:
+                superseded = [side.popleft() for _ in range(max_items)]
+            self._drained_superseded += len(superseded)
+        return Drained(batch, superseded)
 
     def waiting(self) -> list[tuple[str, Received]]:
         """What `drain` would return, with vehicle ids, without taking anything out (O(n))."""
@@ -169,9 +217,12 @@ class LatestPerVehicleQueue:
         return QueueStats(
             put=self._put,
             superseded=self._superseded,
+            dropped_superseded=self._dropped_superseded,
             dropped_full=self._dropped_full,
             drained=self._drained,
+            drained_superseded=self._drained_superseded,
             waiting=len(self._line),
+            superseded_waiting=len(self._superseded_waiting),
             vehicles_waiting=len(self._vehicles),
             high_water=self._high_water,
         )
@@ -183,8 +234,8 @@ class AsyncIngestQueue:
     Make it inside the event loop that will consume it. One consumer only.
     """
 
-    def __init__(self, capacity: int) -> None:
-        self._queue = LatestPerVehicleQueue(capacity)
+    def __init__(self, capacity: int, superseded_capacity: int | None = None) -> None:
+        self._queue = LatestPerVehicleQueue(capacity, superseded_capacity)
         self._lock = threading.Lock()
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
@@ -219,8 +270,8 @@ class AsyncIngestQueue:
             self._ready.clear()
         await self._ready.wait()
 
-    async def next_batch(self, max_items: int, max_wait_s: float) -> list[Received]:
-        """The next batch of 1 to `max_items` messages, in order.
+    async def next_batch(self, max_items: int, max_wait_s: float) -> Drained:
+        """The next batch of 1 to `max_items` live messages in order (and superseded ones).
 
         Waits (without limit) for a first message, then up to `max_wait_s` more for the batch to
         fill, so a busy tracker works in batches and a quiet one answers within `max_wait_s`.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tracker.core.model import Match, Ping, State
+from tracker.core.model import Match, Ping, Reason, State
 
 JsonValue = str | float | int
 """The value types of `LiveVehicle.to_json_dict()`."""
@@ -20,7 +20,10 @@ COORDINATE_DECIMALS = 6  # about 0.1 m
 METRE_DECIMALS = 1
 SECOND_DECIMALS = 1
 
-_SNAPPED_STATES = frozenset({State.IN_SERVICE.value, State.LAYOVER.value})
+_SNAPPED_STATES = frozenset({State.IN_SERVICE, State.LAYOVER})
+# `member.value` is a slow property lookup: once per ping adds up.
+_STATE_VALUES = {state: state.value for state in State}
+_REASON_VALUES = {reason: reason.value for reason in Reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,7 @@ class LiveVehicle:
             )
         lat, lon = ping.lat, ping.lon
         if (
-            match.state.value in _SNAPPED_STATES
+            match.state in _SNAPPED_STATES
             and match.snapped_lat is not None
             and match.snapped_lon is not None
         ):
@@ -72,8 +75,8 @@ class LiveVehicle:
             lon=lon,
             bearing_deg=ping.bearing_deg,
             speed_mps=ping.speed_mps,
-            state=match.state.value,
-            reason=match.reason.value if match.reason is not None else None,
+            state=_STATE_VALUES[match.state],
+            reason=_REASON_VALUES[match.reason] if match.reason is not None else None,
             route_id=match.route_id,
             trip_id=match.trip_id,
             direction_id=match.direction_id,
@@ -97,11 +100,16 @@ class LiveVehicle:
         Coordinates keep 6 decimals (about 0.1 m); metres, seconds, speeds and angles keep 1.
         """
         out: dict[str, JsonValue] = {"vehicle_id": self.vehicle_id}
-        _put(out, "observed_at_s", self.observed_at_s, SECOND_DECIMALS)
-        _put(out, "lat", self.lat, COORDINATE_DECIMALS)
-        _put(out, "lon", self.lon, COORDINATE_DECIMALS)
-        _put(out, "bearing_deg", self.bearing_deg, 1)
-        _put(out, "speed_mps", self.speed_mps, METRE_DECIMALS)
+        isfinite = math.isfinite
+        for key, value, decimals in (
+            ("observed_at_s", self.observed_at_s, SECOND_DECIMALS),
+            ("lat", self.lat, COORDINATE_DECIMALS),
+            ("lon", self.lon, COORDINATE_DECIMALS),
+            ("bearing_deg", self.bearing_deg, 1),
+            ("speed_mps", self.speed_mps, METRE_DECIMALS),
+        ):
+            if value is not None and isfinite(value):
+                out[key] = round(value, decimals)
         out["state"] = self.state
         for key, text in (
             ("reason", self.reason),
@@ -114,16 +122,14 @@ class LiveVehicle:
             out["direction_id"] = self.direction_id
         if self.shape_id is not None:
             out["shape_id"] = self.shape_id
-        _put(out, "shape_dist_m", self.shape_dist_m, METRE_DECIMALS)
-        _put(out, "snapped_lat", self.snapped_lat, COORDINATE_DECIMALS)
-        _put(out, "snapped_lon", self.snapped_lon, COORDINATE_DECIMALS)
-        _put(out, "offset_m", self.offset_m, METRE_DECIMALS)
-        _put(out, "delay_s", self.delay_s, SECOND_DECIMALS)
-        _put(out, "headway_s", self.headway_s, SECOND_DECIMALS)
+        for key, value, decimals in (
+            ("shape_dist_m", self.shape_dist_m, METRE_DECIMALS),
+            ("snapped_lat", self.snapped_lat, COORDINATE_DECIMALS),
+            ("snapped_lon", self.snapped_lon, COORDINATE_DECIMALS),
+            ("offset_m", self.offset_m, METRE_DECIMALS),
+            ("delay_s", self.delay_s, SECOND_DECIMALS),
+            ("headway_s", self.headway_s, SECOND_DECIMALS),
+        ):
+            if value is not None and isfinite(value):
+                out[key] = round(value, decimals)
         return out
-
-
-def _put(out: dict[str, JsonValue], key: str, value: float | None, decimals: int) -> None:
-    """Set `out[key]` to `value` rounded, unless it is None or not finite (JSON has no NaN)."""
-    if value is not None and math.isfinite(value):
-        out[key] = round(value, decimals)

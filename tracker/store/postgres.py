@@ -10,7 +10,8 @@ How a batch is written (`Store.write_batch`):
    this process has not seen them yet;
 3. in one transaction the rows are COPYed into a per-connection temporary staging table and one
    statement moves them into `positions` (ON CONFLICT DO NOTHING: a row already stored is a
-   duplicate) and into `vehicle_latest` (only where newer than the stored row).
+   duplicate) and into `vehicle_latest` (only where newer than the stored row, and never from a
+   ping stored unmatched as `superseded`: the vehicle's newer, matched ping is the latest).
 
 Concurrency: migrations run under a session advisory lock, partition creation and retention under
 a transaction advisory lock, so several trackers may share one database.
@@ -115,7 +116,8 @@ STAGING_TABLE: Final = "positions_incoming"
 CREATE_STAGING_SQL: Final = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} (LIKE positions) ON COMMIT DELETE ROWS"
 )
-# One statement: history (existing rows are duplicates) and latest (only where newer).
+# One statement: history (existing rows are duplicates) and latest (only where newer; a ping
+# stored unmatched because a newer one overtook it in the ingest queue never becomes the latest).
 # Returns how many rows went into history.
 MOVE_STAGED_SQL: Final = f"""
 WITH stored AS (
@@ -126,6 +128,7 @@ WITH stored AS (
 ), newest AS (
     INSERT INTO vehicle_latest ({_ALL})
     SELECT DISTINCT ON (vehicle_id) {_ALL} FROM {STAGING_TABLE}
+    WHERE reason IS DISTINCT FROM '{Reason.SUPERSEDED.value}'
     ORDER BY vehicle_id, observed_at DESC
     ON CONFLICT (vehicle_id) DO UPDATE SET
         {_SET_ALL_FROM_EXCLUDED}
