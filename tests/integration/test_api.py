@@ -447,7 +447,7 @@ async def _check_stats(client: httpx.AsyncClient, pings: Sequence[Ping]) -> None
     assert sum(pipeline["by_state"].values()) == len(pings)
     assert pipeline["max_batch_s"] >= pipeline["last_batch_s"] >= 0
     assert body["queue"]["put"] == len(pings) + 1
-    assert body["queue_capacity"] == 100_000
+    assert body["queue_capacity"] == Settings.model_fields["queue_capacity"].default
     ingest = body["ingest"]
     assert (ingest["connected"], ingest["connects"], ingest["reconnects"]) == (True, 1, 0)
     assert ingest["messages_received"] == len(pings) + 1
