@@ -59,7 +59,7 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
             recent = await _recent_vehicles(store, settings)
             hub.publish(recent)
             hub.tick()  # so the first clients' snapshot already holds them
-            queue = AsyncIngestQueue(settings.queue_capacity)
+            queue = AsyncIngestQueue(settings.queue_capacity, settings.superseded_capacity)
             writer = StoreWriter(
                 store, max_batches=settings.store_queue_batches, clock=settings.now
             )

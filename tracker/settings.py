@@ -53,9 +53,12 @@ class Settings(BaseSettings):
     # --- the pipeline ---------------------------------------------------------------------------
     batch_interval_s: Annotated[float, Field(gt=0, le=5)] = 0.05
     batch_max_pings: Annotated[int, Field(ge=1)] = 2000
-    # Live messages waiting, about 1 s of work at the matcher's pace: past that a vehicle's older
-    # pings are superseded (stored, not matched); as many of those may wait beside them.
-    queue_capacity: Annotated[int, Field(ge=1)] = 4_000
+    # Live messages waiting, well under 1 s of work at the matcher's pace: past that a vehicle's
+    # older pings are superseded (stored, not matched, never broadcast), which keeps the live
+    # latency bounded when the tracker falls behind; up to `superseded_capacity` of those wait
+    # to be stored (cheap: no matching), and only past that are any dropped (counted).
+    queue_capacity: Annotated[int, Field(ge=1)] = 2_000
+    superseded_capacity: Annotated[int, Field(ge=1)] = 50_000
     store_queue_batches: Annotated[int, Field(ge=1)] = 2400  # batches held while the DB is down
     retention_days: Annotated[int, Field(ge=1)] = 30
     max_future_s: Annotated[float, Field(ge=0)] = 300.0
