@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -185,9 +186,20 @@ class Workload:
 
 
 def workload(
-    network: Network, *, pings: int, vehicles: int, date: dt.date, start_s: float, seed: int
+    network: Network,
+    *,
+    pings: int,
+    vehicles: int,
+    date: dt.date,
+    start_s: float,
+    seed: int,
+    copies: int = 1,
 ) -> Workload:
-    """The first `pings` messages of the first `vehicles` buses heard from after `start_s`."""
+    """The first `pings` messages of the first `vehicles` buses heard from after `start_s`.
+
+    With `copies` > 1 each simulated bus is sent under that many vehicle ids (`id~2`, ...),
+    for fleets larger than any bundled-size feed runs at once; the copies drive the same path.
+    """
     interval_s = float(np.clip(LIVE_WINDOW_S * vehicles / pings, *INTERVAL_RANGE_S))
     config = SimConfig(interval_s=interval_s)
     end_s = start_s + 1.15 * LIVE_WINDOW_S  # room for drop-outs, still well within 600 s
@@ -203,13 +215,18 @@ def workload(
                 continue
             chosen.add(vehicle_id)
         out.append(sim)
-        if len(out) == pings:
+        if len(out) * copies >= pings:
             break
     if not out:
         raise SystemExit("the simulator made no pings: try another --start")
+    sent = [
+        s.ping if k == 0 else dataclasses.replace(s.ping, vehicle_id=f"{s.ping.vehicle_id}~{k + 1}")
+        for s in out
+        for k in range(copies)
+    ][:pings]
     return Workload(
-        pings=[s.ping for s in out],
-        vehicles=len(chosen),
+        pings=sent,
+        vehicles=len(chosen) * copies,
         interval_s=interval_s,
         window_start_s=network.day_origin(date) + start_s,
         window_end_s=max(s.ping.timestamp for s in out),
@@ -302,7 +319,8 @@ async def bench(args: argparse.Namespace) -> int:
     date = busiest_date(network) if args.date is None else args.date
     hours, minutes = (int(part) for part in args.start.split(":"))
     work = workload(network, pings=args.pings, vehicles=args.vehicles, date=date,
-                    start_s=hours * 3600.0 + minutes * 60, seed=args.seed)  # fmt: skip
+                    start_s=hours * 3600.0 + minutes * 60, seed=args.seed,
+                    copies=args.copies)  # fmt: skip
     print(
         f"feed {args.gtfs.name}, service day {date}: {len(work.pings)} pings of {work.vehicles} "
         f"buses, one every {work.interval_s:.1f} s per bus, "
@@ -497,6 +515,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pings", type=int, default=50_000)
     parser.add_argument("--vehicles", type=int, default=500)
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="send each simulated bus under this many vehicle ids (a fleet larger than the feed)",
+    )
     parser.add_argument("--gtfs", type=Path, default=BUNDLED_FEED)
     parser.add_argument("--date", type=dt.date.fromisoformat, help="default: the busiest")
     parser.add_argument("--start", default="08:00", help="time of day of the window, HH:MM")
@@ -506,8 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.serve_tracker:
         return serve_tracker()
-    if args.pings < 1 or args.vehicles < 1:
-        parser.error("--pings and --vehicles must be at least 1")
+    if args.pings < 1 or args.vehicles < 1 or args.copies < 1:
+        parser.error("--pings, --vehicles and --copies must be at least 1")
     return asyncio.run(bench(args))
 
 
