@@ -159,7 +159,8 @@ async def run_demo(options: DemoOptions) -> None:
             f"  feed: {options.gtfs.name}; demo clock: service day {clock.service_date} "
             f"from {hhmm}\n"
             f"  broker: {broker_url}; database: {database}; "
-            f"simulated buses: {options.vehicles if options.simulate else 0}\n"
+            f"simulated day: {options.vehicles if options.simulate else 0} buses, "
+            f"those running at {hhmm} and after show up\n"
             "  Ctrl-C stops everything.\n",
             flush=True,
         )
