@@ -14,7 +14,6 @@ import argparse
 import datetime as dt
 import logging
 import math
-import re
 import signal
 import sys
 import threading
@@ -48,14 +47,13 @@ from simulator.files import SimWriter
 from simulator.gps import GpsConfig
 from simulator.publish import DEFAULT_BROKER, MQTT_VERSIONS, MqttPublisher, parse_broker_url
 from simulator.replay import Pacer, ReplayCounts, recorded_pings
+from tracker.cli import service_date_arg, time_of_day_arg
 from tracker.core.model import Ping
 from tracker.core.network import Network
 from tracker.errors import TrackerError
 from tracker.wire import DEFAULT_TOPIC_PREFIX
 
 log = logging.getLogger("simulator")
-
-_CLOCK = re.compile(r"(\d{1,2}):([0-5]\d)(?::([0-5]\d))?")
 
 
 @dataclass
@@ -308,21 +306,6 @@ def _waiter(publisher: MqttPublisher | None) -> Callable[[float], None]:
 # --- parsing --------------------------------------------------------------------------------
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.datetime.strptime(text, "%Y%m%d").date()
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYYMMDD") from None
-
-
-def _clock(text: str) -> float:
-    match = _CLOCK.fullmatch(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a time HH:MM (hours may pass 24)")
-    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return float(hours * 3600 + minutes * 60 + seconds)
-
-
 def _share(text: str) -> float:
     try:
         value = float(text)
@@ -398,9 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gtfs", type=Path, required=True, help="GTFS feed (.zip or folder)")
     when = run.add_argument_group("which day")
     when.add_argument(
-        "--date", type=_date, help="service date YYYYMMDD (default: the feed's busiest)"
+        "--date", type=service_date_arg, help="service date YYYYMMDD (default: the feed's busiest)"
     )
-    when.add_argument("--start", type=_clock, help="HH:MM of the service day (default: 00:00)")
+    when.add_argument(
+        "--start", type=time_of_day_arg, help="HH:MM of the service day (default: 00:00)"
+    )
     when.add_argument("--duration-min", type=_positive, help="minutes to simulate (default: all)")
     when.add_argument(
         "--now",

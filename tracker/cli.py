@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,12 +105,25 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _time_of_day_s(text: str) -> float:
-    hours, _, minutes = text.partition(":")
+# Argument types for service days and their times, shared with the simulator's command line.
+_CLOCK = re.compile(r"(\d{1,2}):([0-5]\d)(?::([0-5]\d))?")
+
+
+def service_date_arg(text: str) -> dt.date:
+    """A service date written YYYYMMDD."""
     try:
-        return int(hours) * 3600.0 + int(minutes) * 60.0
+        return dt.datetime.strptime(text, "%Y%m%d").date()
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a time HH:MM") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYYMMDD") from None
+
+
+def time_of_day_arg(text: str) -> float:
+    """HH:MM[:SS] of a service day, in seconds from its origin (hours may pass 24)."""
+    match = _CLOCK.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time HH:MM (hours may pass 24)")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return float(hours * 3600 + minutes * 60 + seconds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,13 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-simulator", action="store_true", help="serve without moving buses")
     demo.add_argument(
         "--date",
-        type=lambda text: dt.datetime.strptime(text, "%Y%m%d").date(),
+        type=service_date_arg,
         help="run the demo clock on this service date, YYYYMMDD (default: today's weekday "
         "on a date the feed serves)",
     )
     demo.add_argument(
         "--start",
-        type=_time_of_day_s,
+        type=time_of_day_arg,
         help="... from this time of day, HH:MM (default: now if buses run, else 08:00)",
     )
     demo.set_defaults(handler=_demo)
