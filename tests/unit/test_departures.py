@@ -6,17 +6,13 @@ Every Casablanca date used here falls in Ramadan 2026 (UTC+0), so local times eq
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests import feeds
 from tracker.core import departures
 from tracker.core.departures import Departure, next_departures
 from tracker.core.network import Network
-from tracker.gtfs.load import build_network
 
 CASABLANCA_TZ = ZoneInfo("Africa/Casablanca")
 UTC = dt.UTC
@@ -25,30 +21,6 @@ UTC = dt.UTC
 def _at(year: int, month: int, day: int, time: str, tz: dt.tzinfo = CASABLANCA_TZ) -> float:
     hours, minutes, seconds = (int(part) for part in time.split(":"))
     return dt.datetime(year, month, day, hours, minutes, seconds, tzinfo=tz).timestamp()
-
-
-def _build(maker: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return build_network(maker(tmp_path_factory.mktemp("feed")))
-
-
-@pytest.fixture(scope="module")
-def loop(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.loop_feed, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def overnight(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.overnight_feed, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def dst(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.dst_feed, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def frequency(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.frequency_feed, tmp_path_factory)
 
 
 def _trips(found: list[Departure]) -> list[str]:

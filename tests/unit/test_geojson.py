@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,30 +11,11 @@ import pytest
 import shapely.geometry
 
 from tests import feeds
+from tests.unit.conftest import build_feed
 from tracker.core import geojson
 from tracker.core.network import Network, haversine_m
-from tracker.gtfs.load import build_network
 
 GeoJson = dict[str, Any]
-
-
-def _build(maker: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return build_network(maker(tmp_path_factory.mktemp("feed")))
-
-
-@pytest.fixture(scope="module")
-def variants(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.variants_feed, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def two_directions(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.two_directions_feed, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def no_shape(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.no_shape_feed, tmp_path_factory)
 
 
 def _wiggly_feed(folder: Path) -> Path:
@@ -80,7 +60,7 @@ def _wiggly_feed(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def wiggly(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(_wiggly_feed, tmp_path_factory)
+    return build_feed(_wiggly_feed, tmp_path_factory)
 
 
 def _assert_valid(collection: GeoJson) -> None:

@@ -76,51 +76,7 @@ def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> flo
     return dt.datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()
 
 
-def _build(maker: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return build_network(maker(tmp_path_factory.mktemp("feed")))
-
-
 # --- networks (read-only, built once per module) ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def loop(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.loop_feed, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def variants(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.variants_feed, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def two_directions(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.two_directions_feed, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def overnight(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.overnight_feed, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def dst(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.dst_feed, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def ramadan(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.casablanca_ramadan_feed, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def frequency(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.frequency_feed, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def no_shape(tmp_path_factory: pytest.TempPathFactory) -> Network:
-    return _build(feeds.no_shape_feed, tmp_path_factory)
 
 
 # --- loop ----------------------------------------------------------------------------------
