@@ -24,14 +24,13 @@ from fastapi.middleware.gzip import GZipMiddleware
 from tracker.api.errors import install_error_handlers
 from tracker.api.http import router as http_router
 from tracker.core.matcher import Matcher, MatcherConfig
-from tracker.core.model import State
 from tracker.core.network import Network
 from tracker.errors import StoreError
 from tracker.gtfs.load import load_network
 from tracker.ingest.mqtt import MqttIngest
 from tracker.ingest.queue import AsyncIngestQueue
 from tracker.live.hub import Hub
-from tracker.live.vehicle import LiveVehicle
+from tracker.live.vehicle import LiveVehicle, shown_position
 from tracker.live.ws import router as ws_router
 from tracker.service import Pipeline, StoreWriter
 from tracker.settings import Settings
@@ -157,12 +156,12 @@ async def _recent_vehicles(store: Store, settings: Settings) -> list[LiveVehicle
 
 
 def live_vehicle_of_row(row: VehicleRow) -> LiveVehicle:
-    snapped = row.state in (State.IN_SERVICE, State.LAYOVER) and row.snapped_lat is not None
+    lat, lon = shown_position(row.state, row.lat, row.lon, row.snapped_lat, row.snapped_lon)
     return LiveVehicle(
         vehicle_id=row.vehicle_id,
         observed_at_s=row.observed_at_s,
-        lat=row.snapped_lat if snapped and row.snapped_lat is not None else row.lat,
-        lon=row.snapped_lon if snapped and row.snapped_lon is not None else row.lon,
+        lat=lat,
+        lon=lon,
         bearing_deg=row.bearing_deg,
         speed_mps=row.speed_mps,
         state=row.state.value,

@@ -26,6 +26,16 @@ _STATE_VALUES = {state: state.value for state in State}
 _REASON_VALUES = {reason: reason.value for reason in Reason}
 
 
+def shown_position(
+    state: State, lat: float, lon: float, snapped_lat: float | None, snapped_lon: float | None
+) -> tuple[float, float]:
+    """Where the map draws a vehicle: the snapped point when it is in service or in layover
+    (and was snapped), else its raw GPS position."""
+    if state in _SNAPPED_STATES and snapped_lat is not None and snapped_lon is not None:
+        return snapped_lat, snapped_lon
+    return lat, lon
+
+
 @dataclass(frozen=True, slots=True)
 class LiveVehicle:
     """The latest state of one vehicle as the live map sees it.
@@ -61,13 +71,9 @@ class LiveVehicle:
                 f"ping of vehicle {ping.vehicle_id!r} paired with a match of vehicle "
                 f"{match.vehicle_id!r}: pass the match the matcher returned for this ping"
             )
-        lat, lon = ping.lat, ping.lon
-        if (
-            match.state in _SNAPPED_STATES
-            and match.snapped_lat is not None
-            and match.snapped_lon is not None
-        ):
-            lat, lon = match.snapped_lat, match.snapped_lon
+        lat, lon = shown_position(
+            match.state, ping.lat, ping.lon, match.snapped_lat, match.snapped_lon
+        )
         return cls(
             vehicle_id=ping.vehicle_id,
             observed_at_s=ping.timestamp,
