@@ -20,11 +20,12 @@ client listens on /ws/live, and prints:
 - the pipeline's micro-batches: how many, their sizes, their times (decode + match + hand over);
 - when the tracker fell behind: how many pings the ingest queue superseded (stored, unmatched,
   not shown live) and dropped, and that the database holds every ping accepted;
-- CPU: seconds used by the tracker process (all its threads, and per thread: the event loop,
-  the matcher's worker thread, the MQTT network thread), by PostgreSQL (all its processes),
-  by Mosquitto and by this process over the same wall time, as a share of one core; the
-  tracker's CPU per ping; and how busy the machine was (other processes make figures noisy);
-- the tracker process's peak RSS, once started and at the end.
+- CPU: seconds used by the tracker (its process, all threads, and the matcher's process; per
+  thread: the event loop, the worker threads, the MQTT network thread), by PostgreSQL (all its
+  processes), by Mosquitto and by this process over the same wall time, as a share of one core;
+  the tracker's CPU per ping; and how busy the machine was (other processes make figures noisy);
+- the tracker's peak RSS (its process's and the matcher process's, added up), once started and
+  at the end.
 
 The service clock is set just after the simulated window, whose length is kept under the live
 view's 10 minutes (`Settings.hide_after_s`) by choosing the ping interval: N / V pings per bus.
@@ -114,6 +115,11 @@ def serve_tracker() -> int:
         pipeline: Pipeline = app.state.pipeline
         queue = app.state.queue.stats()
         cpu = os.times()
+        matcher_pid = getattr(pipeline.matcher, "pid", None)  # the matcher's own process
+        matcher_cpu_s = process_cpu_s(matcher_pid) if matcher_pid else 0.0
+        threads = thread_cpu_s()
+        if matcher_pid:
+            threads["matcher process"] = matcher_cpu_s
         return {
             "messages": pipeline.stats.messages,
             "batches": pipeline.stats.batches,
@@ -130,9 +136,9 @@ def serve_tracker() -> int:
             "queue_dropped": queue.dropped_full + queue.dropped_superseded,
             "superseded_stored": pipeline.stats.superseded_stored,
             "hub_dropped_intermediate": app.state.hub.stats().dropped_intermediate,
-            "cpu_s": cpu.user + cpu.system,
-            "thread_cpu_s": thread_cpu_s(),
-            "peak_rss_mb": peak_rss_mb(),
+            "cpu_s": cpu.user + cpu.system + matcher_cpu_s,
+            "thread_cpu_s": threads,
+            "peak_rss_mb": peak_rss_mb() + (peak_rss_mb(matcher_pid) if matcher_pid else 0.0),
             "batch_sizes": [size for size, _ in batches] if full else [],
             "batch_s": [seconds for _, seconds in batches] if full else [],
         }
@@ -141,13 +147,22 @@ def serve_tracker() -> int:
     return 0
 
 
+def process_cpu_s(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return float(times.user + times.system)
+
+
 def thread_cpu_s() -> dict[str, float]:
     """CPU seconds of this process's threads, by role: the event loop (decode, hub, store
-    writer, websockets, HTTP), the matcher (asyncio's worker threads), MQTT (paho's network
-    thread), from /proc (Linux); empty elsewhere."""
+    writer, websockets, HTTP), asyncio's worker threads (the pipe to the matcher's process, or
+    the matcher itself with TRACKER_MATCHER_PROCESS=false), MQTT (paho's network thread), from
+    /proc (Linux); empty elsewhere."""
     import threading
 
-    roles = {"MainThread": "event loop", "asyncio": "matcher", "mqtt-ingest": "MQTT"}
+    roles = {"MainThread": "event loop", "asyncio": "worker threads", "mqtt-ingest": "MQTT"}
     tick_s = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for thread in threading.enumerate():
@@ -161,11 +176,12 @@ def thread_cpu_s() -> dict[str, float]:
     return out
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. Linux's `ru_maxrss` is no good here: it survives
-    exec, so it would count the memory of the benchmark that forked this process."""
+def peak_rss_mb(pid: int | None = None) -> float:
+    """A process's peak resident memory (default: this one's). Linux's `ru_maxrss` is no good
+    here: it survives exec, so it would count the memory of the benchmark that forked this
+    process."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except OSError:
@@ -492,7 +508,7 @@ def report(
     print(f"CPU over those {wall_s:.1f} s: " + ", ".join(shares))
     threads = after["thread_cpu_s"]
     print(
-        "  the tracker's threads, µs of CPU per ping: "
+        "  the tracker's threads and matcher process, µs of CPU per ping: "
         + ", ".join(
             f"{role} {(used_s - before['thread_cpu_s'].get(role, 0.0)) / n * 1e6:.0f}"
             for role, used_s in sorted(threads.items())
@@ -506,7 +522,8 @@ def report(
         f"{max(machine_s - ours_s, 0.0):.1f} core-seconds of it other processes'"
     )
     print(
-        f"tracker peak RSS: {before['peak_rss_mb']:.0f} MB once started, "
+        "tracker peak RSS (its process and the matcher's, added up): "
+        f"{before['peak_rss_mb']:.0f} MB once started, "
         f"{after['peak_rss_mb']:.0f} MB at the end"
     )
 

@@ -23,7 +23,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from tracker.api.errors import install_error_handlers
 from tracker.api.http import router as http_router
-from tracker.core.matcher import Matcher, MatcherConfig
+from tracker.core.matcher import MatcherConfig
 from tracker.core.network import Network
 from tracker.errors import StoreError
 from tracker.gtfs.load import load_network
@@ -32,6 +32,7 @@ from tracker.ingest.queue import AsyncIngestQueue
 from tracker.live.hub import Hub
 from tracker.live.vehicle import LiveVehicle, shown_position
 from tracker.live.ws import router as ws_router
+from tracker.match_worker import BatchMatcher, InThreadMatcher, MatcherProcess
 from tracker.service import Pipeline, StoreWriter
 from tracker.settings import Settings
 from tracker.store.postgres import Store, VehicleRow, open_store
@@ -53,7 +54,7 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
         )
         log.info("network: %d routes, %d trips, feed %s", len(net.routes), len(net.trips),
                  net.feed_hash[:12])  # fmt: skip
-        async with open_store(settings.database_url) as store:
+        async with open_store(settings.database_url) as store, _matcher(net, settings) as matcher:
             hub = Hub(tick_s=settings.live_tick_s, clock=settings.now)
             recent = await _recent_vehicles(store, settings)
             hub.publish(recent)
@@ -62,7 +63,6 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
             writer = StoreWriter(
                 store, max_batches=settings.store_queue_batches, clock=settings.now
             )
-            matcher = Matcher(net, MatcherConfig(max_future_s=settings.max_future_s))
             pipeline = Pipeline(matcher, writer, hub, clock=settings.now,
                                 topic_prefix=settings.topic_prefix,
                                 hide_after_s=settings.hide_after_s)  # fmt: skip
@@ -116,6 +116,17 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
     app.include_router(ws_router)
     app.include_router(web_router)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _matcher(network: Network, settings: Settings) -> AsyncIterator[BatchMatcher]:
+    """The matcher, in a process of its own unless `settings.matcher_process` is off."""
+    config = MatcherConfig(max_future_s=settings.max_future_s)
+    if not settings.matcher_process:
+        yield InThreadMatcher(network, config)
+        return
+    async with MatcherProcess(network, config) as process:
+        yield process
 
 
 async def _named(name: str, work: Coroutine[Any, Any, None], failed: list[str]) -> None:

@@ -5,9 +5,10 @@
                                                               (tracker.live.hub ─▶ /ws/live)
 
 Messages arrive in micro-batches (`Settings.batch_interval_s`, 50 ms by default) from the MQTT
-adapter's bounded queue. Each batch is decoded, matched (in a worker thread, so the event loop
-keeps serving websockets and HTTP while the matcher computes), handed to the store writer and
-published to the websocket hub: storing and broadcasting are per batch, never per ping.
+adapter's bounded queue. Each batch is decoded, matched (in the matcher's own process by
+default, or in a worker thread: `tracker.match_worker`; either way the event loop keeps serving
+websockets and HTTP while the matcher computes), handed to the store writer and published to
+the websocket hub: storing and broadcasting are per batch, never per ping.
 
 When the tracker falls behind, the queue supersedes a vehicle's older waiting pings by its newest
 (`tracker.ingest.queue`) and hands the superseded ones over beside the batch: they are decoded,
@@ -32,7 +33,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from tracker.core.matcher import Matcher
 from tracker.core.model import Match, Ping, Reason, State
 from tracker.core.validate import validate_ping
 from tracker.errors import StoreError
@@ -40,6 +40,7 @@ from tracker.ingest.mqtt import Backoff
 from tracker.ingest.queue import AsyncIngestQueue, Received
 from tracker.live.hub import Hub
 from tracker.live.vehicle import LiveVehicle
+from tracker.match_worker import BatchMatcher
 from tracker.store.postgres import Store
 from tracker.wire import DEFAULT_TOPIC_PREFIX, WireError, decode_ping
 
@@ -189,7 +190,7 @@ class Pipeline:
 
     def __init__(
         self,
-        matcher: Matcher,
+        matcher: BatchMatcher,
         writer: StoreWriter,
         hub: Hub,
         *,
@@ -214,8 +215,8 @@ class Pipeline:
         started = time.perf_counter()
         now_s = self.clock()
         pings = self._decode(messages, now_s)
-        # validate + match, off the event loop: the matcher is pure and only this task uses it
-        matches = await asyncio.to_thread(self.matcher.match_batch, pings, now=now_s)
+        # validate + match, off the event loop: only this task uses the matcher
+        matches = await self.matcher.match_batch(pings, now_s)
         kept: StoredBatch = []
         for ping, match in zip(pings, matches, strict=True):
             if match.state is State.REJECTED:

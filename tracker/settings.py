@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     store_queue_batches: Annotated[int, Field(ge=1)] = 2400  # batches held while the DB is down
     retention_days: Annotated[int, Field(ge=1)] = 30
     max_future_s: Annotated[float, Field(ge=0)] = 300.0
+    # The matcher in a process of its own (True), beside the MQTT thread and the event loop
+    # rather than sharing the interpreter lock with them; False: a thread of the service.
+    matcher_process: bool = True
 
     # --- live output ----------------------------------------------------------------------------
     live_tick_s: Annotated[float, Field(gt=0, le=10)] = 0.1

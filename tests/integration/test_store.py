@@ -18,13 +18,14 @@ import asyncpg
 import pytest
 
 from tests.integration.servers import free_port
-from tracker.core.matcher import Matcher
+from tracker.core.matcher import MatcherConfig
 from tracker.core.model import Match, Ping, Reason, State, rejected
 from tracker.demo import BUNDLED_FEED
 from tracker.errors import StoreError
 from tracker.gtfs.load import load_network
 from tracker.ingest.queue import LatestPerVehicleQueue, Received
 from tracker.live.hub import Hub
+from tracker.match_worker import InThreadMatcher
 from tracker.service import Pipeline, StoreWriter
 from tracker.store import Store, VehicleRow, mask_password, migrations, open_store, upgrade
 from tracker.store.embedded import embedded_postgres
@@ -574,7 +575,9 @@ async def test_an_overloaded_pipeline_stores_every_accepted_ping_once(
 
     writer = StoreWriter(store, write_every_s=0.0)
     hub = Hub()
-    pipeline = Pipeline(Matcher(network), writer, hub, clock=lambda: MAY_1 + 60)
+    pipeline = Pipeline(
+        InThreadMatcher(network, MatcherConfig()), writer, hub, clock=lambda: MAY_1 + 60
+    )
     writing = asyncio.create_task(writer.run())
     try:
         while len(queue):
