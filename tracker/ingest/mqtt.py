@@ -54,6 +54,7 @@ import asyncio
 import logging
 import random
 import re
+import select
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +86,7 @@ BROKER_URL_ENV = "TRACKER_BROKER_URL"
 Protocol = Literal["5", "3.1.1"]
 _SESSION_TAKEN_OVER = 142  # MQTT 5 reason code: another connection uses the same client id
 _POLL_S = 0.1  # the network thread looks at its hang-up flag this often
+_READ_BURST = 1000  # messages read per wake-up of the network thread, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +396,7 @@ class MqttIngest:
                     client.disconnect()  # sends DISCONNECT; the broker keeps the session
                     hung_up = True
                 else:
-                    rc = client.loop(timeout=_POLL_S)
+                    rc = self._pump(client)
         except Exception:  # a bug in a callback: end this connection cleanly, then report
             if client.socket() is not None:
                 client.disconnect()
@@ -403,6 +405,38 @@ class MqttIngest:
             why = self._refusal or paho.error_string(rc)
             log.warning("MQTT broker %s did not accept the connection: %s", self.address, why)
         return self._accepted
+
+    def _pump(self, client: paho.Client) -> MQTTErrorCode:
+        """One round of the network thread, with paho's API for an outside loop: wait for the
+        socket (at most `_POLL_S`), read the messages that have arrived, write what is queued
+        (PUBACKs are written as they are queued), then the keepalive.
+
+        paho's own `loop()` reads one packet per `select` and wakes itself through a socket
+        pair for every packet it queues (here every PUBACK), two more system calls per message.
+        This costs about 10 µs of CPU less per message (29 instead of 40 with MQTT 5, 16
+        instead of 25 with 3.1.1; measured with Mosquitto on this project's machine).
+        """
+        sock = client.socket()
+        if sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        # TLS may hold decrypted bytes that `select` cannot see: read them without waiting.
+        pending = sock.pending() if hasattr(sock, "pending") else 0
+        writing = [sock] if client.want_write() else []
+        readable, _, _ = select.select([sock], writing, [], 0.0 if pending else _POLL_S)
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        if readable or pending:
+            # `loop_read` reads one packet; go on while packets are messages (it does not say
+            # whether it found one, the message count does), at most `_READ_BURST`.
+            for _ in range(_READ_BURST):
+                before = self._messages_received
+                rc = client.loop_read()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._messages_received == before:
+                    break
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and client.want_write():
+            rc = client.loop_write()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            rc = client.loop_misc()
+        return rc
 
     # -- paho callbacks, in the network thread ------------------------------------------
 
