@@ -138,7 +138,8 @@ def serve_tracker() -> int:
             "hub_dropped_intermediate": app.state.hub.stats().dropped_intermediate,
             "cpu_s": cpu.user + cpu.system + matcher_cpu_s,
             "thread_cpu_s": threads,
-            "peak_rss_mb": peak_rss_mb() + (peak_rss_mb(matcher_pid) if matcher_pid else 0.0),
+            "peak_rss_mb": peak_rss_mb(),
+            "matcher_peak_rss_mb": peak_rss_mb(matcher_pid) if matcher_pid else 0.0,
             "batch_sizes": [size for size, _ in batches] if full else [],
             "batch_s": [seconds for _, seconds in batches] if full else [],
         }
@@ -523,8 +524,12 @@ def report(
     )
     print(
         "tracker peak RSS (its process and the matcher's, added up): "
-        f"{before['peak_rss_mb']:.0f} MB once started, "
-        f"{after['peak_rss_mb']:.0f} MB at the end"
+        + ", ".join(
+            f"{total:.0f} MB {when} ({own:.0f} + {matcher:.0f})"
+            for when, stats in (("once started", before), ("at the end", after))
+            for own, matcher in [(stats["peak_rss_mb"], stats["matcher_peak_rss_mb"])]
+            for total in [own + matcher]
+        )
     )
 
 

@@ -41,6 +41,10 @@ from tracker.core.network import Network
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 5.0
+# The matcher prepares a whole call's candidates at once (tens of kB per ping on a feed of
+# overlapping routes): a big micro-batch is matched in calls of at most this many pings, which
+# bounds that memory and gives the same answers (a vehicle's pings stay in order).
+CHUNK_PINGS = 500
 
 # Pings and matches cross the pipe as plain tuples of their fields: several times cheaper to
 # pickle than the dataclasses.
@@ -68,7 +72,16 @@ class InThreadMatcher:
         self._matcher = Matcher(network, config)
 
     async def match_batch(self, pings: Sequence[Ping], now_s: float) -> list[Match]:
-        return await asyncio.to_thread(self._matcher.match_batch, pings, now=now_s)
+        return await asyncio.to_thread(match_in_chunks, self._matcher, pings, now_s)
+
+
+def match_in_chunks(matcher: Matcher, pings: Sequence[Ping], now_s: float) -> list[Match]:
+    """`matcher.match_batch`, `CHUNK_PINGS` pings at a time."""
+    return [
+        match
+        for start in range(0, len(pings), CHUNK_PINGS)
+        for match in matcher.match_batch(pings[start : start + CHUNK_PINGS], now=now_s)
+    ]
 
 
 class MatcherProcess:
@@ -204,7 +217,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
             return
         rows, now_s = request
         try:
-            matches = matcher.match_batch([Ping(*r) for r in rows], now=now_s)
+            matches = match_in_chunks(matcher, [Ping(*r) for r in rows], now_s)
             reply: tuple[str, Any] = ("ok", [_match_fields(m) for m in matches])
         except Exception:
             reply = ("error", traceback.format_exc())

@@ -22,7 +22,7 @@ from tracker.core.model import Ping, Reason, State
 from tracker.core.network import Network
 from tracker.demo import BUNDLED_FEED
 from tracker.gtfs.load import load_network
-from tracker.match_worker import InThreadMatcher, MatcherProcess
+from tracker.match_worker import CHUNK_PINGS, InThreadMatcher, MatcherProcess, match_in_chunks
 
 DAY = dt.date(2019, 1, 1)  # a Tuesday of the bundled feed
 
@@ -78,6 +78,16 @@ async def test_the_process_answers_as_the_matcher_does_in_process(
         states.update(m.state for m in expected)
     assert State.IN_SERVICE in states  # the comparison covers matched pings, not just rejects
     assert process.restarts == 0
+
+
+async def test_a_big_batch_is_matched_in_chunks_with_the_same_answers(
+    network: Network, batches: list[tuple[list[Ping], float]]
+) -> None:
+    pings = [p for chunk, _ in batches for p in chunk]
+    now_s = batches[-1][1]
+    assert len(pings) > 3 * CHUNK_PINGS
+    at_once = Matcher(network, MatcherConfig()).match_batch(pings, now=now_s)
+    assert match_in_chunks(Matcher(network, MatcherConfig()), pings, now_s) == at_once
 
 
 async def test_bad_pings_come_back_rejected_with_their_reason(process: MatcherProcess) -> None:
