@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import random
 import time
 from collections import Counter, deque
@@ -236,9 +237,18 @@ class Pipeline:
         self._count(len(messages) + len(superseded), len(pings), time.perf_counter() - started)
 
     async def run(self, queue: AsyncIngestQueue, *, max_pings: int, interval_s: float) -> None:
-        """Take micro-batches from the ingest queue and process them, until cancelled."""
+        """Take micro-batches from the ingest queue and process them, until cancelled.
+
+        A batch is taken `interval_s` after the previous one was, or at once if processing that
+        one took longer: the time spent processing counts towards the next batch's gathering, so
+        under load the batches grow only as much as the work does, not by `interval_s` more.
+        """
+        loop = asyncio.get_running_loop()
+        taken_at_s = -math.inf
         while True:
-            batch = await queue.next_batch(max_pings, interval_s)
+            wait_s = max(0.0, taken_at_s + interval_s - loop.time())
+            batch = await queue.next_batch(max_pings, wait_s)
+            taken_at_s = loop.time()
             try:
                 await self.process(batch.live, batch.superseded)
             except Exception:  # a task boundary: log with the traceback, count, go on

@@ -217,6 +217,20 @@ async def test_next_batch_waits_for_a_first_message() -> None:
     assert labels(await asyncio.wait_for(task, 1.0)) == ["a:0"]
 
 
+async def test_next_batch_takes_the_first_message_at_once_when_max_wait_has_passed() -> None:
+    """`max_wait_s` counts from the call: the pipeline takes a batch every interval, and the
+    time spent waiting for a first message (or processing the previous batch) counts."""
+    queue = AsyncIngestQueue(100)
+    task = asyncio.create_task(queue.next_batch(10, max_wait_s=0.05))
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    queue.put_threadsafe("a", msg("a", 0))
+    for _ in range(10):  # a few turns of the event loop, no waiting
+        await asyncio.sleep(0)
+    assert task.done()
+    assert labels(task.result()) == ["a:0"]
+
+
 async def test_next_batch_returns_as_soon_as_the_batch_is_full() -> None:
     queue = AsyncIngestQueue(100)
     for n in range(3):

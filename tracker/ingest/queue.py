@@ -273,14 +273,15 @@ class AsyncIngestQueue:
     async def next_batch(self, max_items: int, max_wait_s: float) -> Drained:
         """The next batch of 1 to `max_items` live messages in order (and superseded ones).
 
-        Waits (without limit) for a first message, then up to `max_wait_s` more for the batch to
-        fill, so a busy tracker works in batches and a quiet one answers within `max_wait_s`.
+        Waits (without limit) for a first message, and for the batch to fill until `max_wait_s`
+        after the call (not at all once that has passed), so a busy tracker works in batches and
+        a quiet one answers at once.
         """
         if max_items < 1:
             raise ValueError(f"max_items must be at least 1, not {max_items}")
+        deadline = self._loop.time() + max_wait_s
         while len(self) == 0:
             await self._wait_for(1)
-        deadline = self._loop.time() + max_wait_s
         while len(self) < max_items:
             remaining_s = deadline - self._loop.time()
             if remaining_s <= 0:
