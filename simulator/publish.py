@@ -1,11 +1,11 @@
 """Publish pings to an MQTT broker with paho-mqtt 2.x: the simulator's one MQTT adapter.
 
 Topic and payload are the tracker's wire format (`tracker.wire`). Everything runs in the
-calling thread: paho's network loop is driven by `publish` and by `wait` (which the pacer calls
-instead of sleeping), so there is no background thread, Ctrl-C lands in one place, and
-reconnecting is visible code here rather than paho's automatic retry. Messages are never
-dropped on purpose: when `max_pending` messages are not yet acknowledged (QoS 1/2) or written
-(QoS 0), `publish` blocks until the broker catches up.
+calling thread: paho's network loop is driven (`tracker.ingest.mqtt.pump`) by `publish` and by
+`wait` (which the pacer calls instead of sleeping), so there is no background thread, Ctrl-C
+lands in one place, and reconnecting is visible code here rather than paho's automatic retry.
+Messages are never dropped on purpose: when `max_pending` messages are not yet acknowledged
+(QoS 1/2) or written (QoS 0), `publish` blocks until the broker catches up.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from simulator.errors import BrokerError
 from tracker.core.model import Ping
-from tracker.ingest.mqtt import BrokerAddress
+from tracker.ingest.mqtt import BrokerAddress, pump
 from tracker.ingest.mqtt import parse_broker_url as parse_tracker_broker_url
 from tracker.wire import DEFAULT_TOPIC_PREFIX, encode_ping, position_topic
 
@@ -121,7 +121,7 @@ class MqttPublisher:
             raise BrokerError(f"cannot connect to broker {self.address}: {_why(exc)}") from exc
         deadline = time.monotonic() + self._connect_timeout_s
         while self._connack is None:
-            rc = self._client.loop(timeout=0.1)
+            rc = pump(self._client, 0.1)
             if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
                 raise BrokerError(
                     f"broker {self.address} closed the connection ({mqtt.error_string(rc)}); "
@@ -142,7 +142,7 @@ class MqttPublisher:
             if unsent:
                 log.warning("%d messages not acknowledged by %s at exit", unsent, self.address)
             self._client.disconnect()
-            self._client.loop(timeout=0.1)
+            pump(self._client, 0.1)
         self._connected = False
         log.info("disconnected from %s after %d messages", self.address, self.published)
 
@@ -205,7 +205,7 @@ class MqttPublisher:
 
     def _loop(self, timeout_s: float) -> None:
         self._ensure_connected()
-        rc = self._client.loop(timeout=timeout_s)
+        rc = pump(self._client, timeout_s)
         if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
             self._connected = False
             log.warning("lost the connection to %s (%s)", self.address, mqtt.error_string(rc))
@@ -222,7 +222,7 @@ class MqttPublisher:
                 self._client.reconnect()
                 answer_by = time.monotonic() + self._connect_timeout_s
                 while self._connack is None and time.monotonic() < answer_by:
-                    rc = self._client.loop(timeout=0.1)
+                    rc = pump(self._client, 0.1)
                     if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
                         break
             except (OSError, ssl.SSLError) as exc:

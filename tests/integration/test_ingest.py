@@ -44,16 +44,32 @@ async def publish(url: str, pings: Sequence[Ping], protocol: Protocol = "5") -> 
     await asyncio.to_thread(run)
 
 
+async def take(queue: AsyncIngestQueue) -> list[Ping]:
+    """The next batch of pings from `queue`, decoded (fails on a bad message)."""
+    out: list[Ping] = []
+    for message in (await queue.next_batch(100, max_wait_s=0.05)).live:
+        decoded = decode_ping(message.topic, message.payload)
+        assert not isinstance(decoded, WireError), decoded
+        out.append(decoded)
+    return out
+
+
 async def receive(queue: AsyncIngestQueue, count: int) -> list[Ping]:
-    """Exactly `count` pings from `queue`, decoded (fails on a timeout or a bad message)."""
+    """Exactly `count` pings from `queue` (fails on a timeout or a bad message)."""
     out: list[Ping] = []
     async with asyncio.timeout(TIMEOUT_S):
         while len(out) < count:
-            for message in (await queue.next_batch(100, max_wait_s=0.05)).live:
-                decoded = decode_ping(message.topic, message.payload)
-                assert not isinstance(decoded, WireError), decoded
-                out.append(decoded)
+            out += await take(queue)
     assert len(out) == count
+    return out
+
+
+async def receive_including(queue: AsyncIngestQueue, expected: Sequence[Ping]) -> list[Ping]:
+    """Pings from `queue` until every one of `expected` came (fails on a timeout)."""
+    out: list[Ping] = []
+    async with asyncio.timeout(TIMEOUT_S):
+        while not set(expected) <= set(out):
+            out += await take(queue)
     return out
 
 
@@ -159,7 +175,8 @@ async def test_reconnects_by_itself_after_a_broker_restart(mosquitto: Mosquitto)
     ingest = MqttIngest(mosquitto.url, client_id=unique("tracker"), queue=queue, backoff=FAST)
     async with ingest:
         await asyncio.wait_for(ingest.wait_subscribed(), TIMEOUT_S)
-        await publish(mosquitto.url, interleaved(["bus-1"], 5))
+        before = interleaved(["bus-1"], 5)
+        await publish(mosquitto.url, before)
         await receive(queue, 5)
 
         await asyncio.to_thread(mosquitto.stop)
@@ -172,8 +189,12 @@ async def test_reconnects_by_itself_after_a_broker_restart(mosquitto: Mosquitto)
         await asyncio.wait_for(ingest.wait_subscribed(), TIMEOUT_S)
         after = interleaved(["bus-1", "bus-2"], 5, start=5)
         await publish(mosquitto.url, after)
-        got = await receive(queue, len(after))
-        assert by_vehicle(got) == by_vehicle(after)
+        got = await receive_including(queue, after)
+        # QoS 1 is at least once: the broker stopped before it had every PUBACK of `before`
+        # sends those again on the new connection. Nothing else is repeated or lost.
+        again = [p for p in got if p not in after]
+        assert set(again) <= set(before)
+        assert by_vehicle([p for p in got if p in after]) == by_vehicle(after)
         assert ingest.connected
         stats = ingest.stats
         assert stats.reconnects == 1
