@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
+
+import pytest
 
 from tests import feeds
 from tests.unit.test_matcher import WEEKDAY, drive, match_all, network_of
+from tracker.core import hindsight
 from tracker.core.hindsight import match_recorded, match_vehicle
 from tracker.core.matcher import MatcherConfig, PingCache
 from tracker.core.model import Ping, Reason, State
@@ -40,6 +44,34 @@ def test_two_buses_are_not_given_the_same_trip(tmp_path: Path) -> None:
     assert set(by_vehicle["late"][settled]) == {"B_N_0600"}
     delays = [m.delay_s for p, m in zip(pings, recorded, strict=True) if p.vehicle_id == "late"]
     assert all(d is not None and abs(d - 600) < 60 for d in delays[2:])
+
+
+def test_a_bus_keeps_to_its_block_when_the_other_blocks_bus_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network = network_of(feeds.two_directions_feed, tmp_path)
+    # blk2's bus stops reporting after two trips. blk1's bus runs four trips on time, then
+    # waits and runs the rest of its block 11.5 minutes late, which by schedule is blk2's
+    # trips half a minute early; no other bus holds them now.
+    blk1 = ["B_N_0600", "B_S_0612", "B_N_0624", "B_S_0636",
+            "B_N_0648", "B_S_0700", "B_N_0712", "B_S_0724"]  # fmt: skip
+    late: list[Ping] = []
+    for k, trip_id in enumerate(blk1):
+        late += drive(network, trip_id, WEEKDAY, vehicle="late", delay_s=0 if k < 4 else 690)
+    gone = drive(network, "B_S_0600", WEEKDAY, vehicle="gone")
+    gone += drive(network, "B_N_0612", WEEKDAY, vehicle="gone")
+    pings = in_time_order(late, gone)
+    now = [max(p.timestamp for p in pings) + 60] * len(pings)
+
+    def trips_of_late_bus() -> list[str | None]:
+        recorded = match_recorded(network, pings, now)
+        trips = [m.trip_id for p, m in zip(pings, recorded, strict=True) if p.vehicle_id == "late"]
+        return list(dict.fromkeys(trips))
+
+    with monkeypatch.context() as without:
+        without.setattr(hindsight, "BLOCK_CHANGE_COST", -math.inf)
+        assert "B_N_0700" in trips_of_late_bus()  # the confusion this test is about
+    assert trips_of_late_bus() == blk1
 
 
 def test_answers_come_back_in_input_order_with_rejections_kept(tmp_path: Path) -> None:

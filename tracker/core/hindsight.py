@@ -14,6 +14,11 @@ recorded day what came after is known too, so `match_recorded` answers with hind
    worked out (each vehicle matched again without the run it gives up, for that time; at most
    `MAX_CHAIN` more vehicles), and the chain that loses less path score is applied. A few
    rounds settle the day.
+3. A bus keeps to its block. Where a path still changes block mid-day (a late bus taking the
+   runs of a block whose own bus stopped reporting, which no conflict shows; or two buses that
+   swapped blocks where their schedules are minutes apart), the vehicle is matched again on one
+   of its blocks alone (and the vehicle whose run that takes, on its other block), the cheapest
+   way if it costs at most `BLOCK_CHANGE_COST` per bus.
 
 With hindsight the schedule prior weighs less (`HINDSIGHT_SCHEDULE_WEIGHT`), and a bus waiting at
 a terminal long before its next run is reported on the run it arrived on (`HAND_OVER_S`).
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +53,10 @@ HINDSIGHT_SCHEDULE_WEIGHT = 0.08
 # a median of 10 minutes before). Waiting longer than this before departure is reported on the
 # arrived trip: 97.9 % -> 98.2 % clean, 96.1 % -> 96.4 % noisy on the WMATA day.
 HAND_OVER_S = 20 * 60.0
+# Buses keep to their block (every bus of the WMATA day does, all day). A path that changes
+# block mid-day is kept to one of its blocks if that costs it at most this much path score (per
+# bus so kept). On the WMATA day any value from 20 up gives the same answers; 10 is worse.
+BLOCK_CHANGE_COST = 30.0
 MAX_CHAIN = 3  # how many more vehicles one settled conflict may move, one after the other
 
 
@@ -144,6 +154,77 @@ def match_recorded(
         if not settled:
             break
 
+    # One block per vehicle: a bus seen leaving its block for another mid-day (a late bus
+    # taking the runs of a block whose own bus stopped reporting, or two buses swapping blocks
+    # where their schedules are a few minutes apart) is kept to one of its blocks.
+    run_block = [network.trips[t].block_id for t in network.runs.trip_idx.tolist()]
+
+    def keep_to(
+        current: dict[str, VehiclePath], vehicle_id: str, block: str
+    ) -> tuple[VehiclePath, Exclusions] | None:
+        """`vehicle_id` matched again with no run but those of `block`: all day, or if that
+        leaves pings unmatched that were matched (a bus first seen far off its block's
+        schedule), after the first run it is seen on. None if both leave pings unmatched."""
+        path = current[vehicle_id]
+        matched = sum(m.trip_id is not None for m in path.matches)
+        first_end_s = min(path.spans.values())[1] if path.spans else -math.inf
+        # The runs this vehicle's pings could be on (a small part of a large feed).
+        offered = {
+            (c[0], c[1])
+            for _, candidates in caches[vehicle_id].values()
+            if candidates is not None
+            for c in candidates
+        }
+        for from_s in (-math.inf, first_end_s + EXCLUSION_MARGIN_S):
+            # The block's own runs are offered again: the conflicts that took them are decided
+            # anew here.
+            excluded = {
+                k: list(spans)
+                for k, spans in exclusions[vehicle_id].items()
+                if run_block[k[0]] != block
+            }
+            for key in offered:
+                if run_block[key[0]] != block:
+                    excluded.setdefault(key, []).append((from_s, math.inf))
+            trial = rematch(vehicle_id, excluded)
+            if sum(m.trip_id is not None for m in trial.matches) >= matched:
+                return trial, excluded
+        return None
+
+    def one_block(vehicle_id: str) -> tuple[float, dict[str, tuple[VehiclePath, Exclusions]]]:
+        """The cheapest way to keep `vehicle_id` to one of its blocks: the loss of path score
+        and the new paths (none if no way costs at most `BLOCK_CHANGE_COST` per bus). If that
+        puts it on another vehicle's run, that vehicle is kept to its longest-held other block
+        (two buses that swapped blocks)."""
+        best: tuple[float, dict[str, tuple[VehiclePath, Exclusions]]] = (math.inf, {})
+        for block in _blocks_held(paths[vehicle_id], run_block):
+            first = keep_to(paths, vehicle_id, block)
+            if first is None:
+                continue
+            loss = paths[vehicle_id].score - first[0].score
+            moves = {vehicle_id: first}
+            new = {other for _key, other in _new_conflicts(paths, vehicle_id, first[0])}
+            if len(new) > 1:
+                continue
+            if new:
+                other = new.pop()
+                after = {**paths, vehicle_id: first[0]}
+                others = [b for b in _blocks_held(paths[other], run_block) if b != block]
+                second = keep_to(after, other, others[0]) if others else None
+                if second is None or _new_conflicts(after, other, second[0]):
+                    continue
+                loss += paths[other].score - second[0].score
+                moves[other] = second
+            if loss <= BLOCK_CHANGE_COST * len(moves) and loss < best[0]:
+                best = (loss, moves)
+        return best
+
+    for vehicle_id in by_vehicle:
+        if len(_blocks_held(paths[vehicle_id], run_block)) > 1:
+            for moved, (trial, excluded) in one_block(vehicle_id)[1].items():
+                paths[moved] = trial
+                exclusions[moved] = excluded
+
     out: list[Match | None] = [None] * len(pings)
     for vehicle_id, idx in by_vehicle.items():
         for i, match in zip(idx, paths[vehicle_id].matches, strict=True):
@@ -188,6 +269,15 @@ def match_vehicle(
         score=sum(h.score for h in tips),
         spans=spans,
     )
+
+
+def _blocks_held(path: VehiclePath, run_block: list[str]) -> list[str]:
+    """The blocks of the runs a path uses in service, the longest held first."""
+    held: dict[str, float] = defaultdict(float)
+    for (run, _day), (start_s, end_s) in path.spans.items():
+        if run_block[run]:
+            held[run_block[run]] += end_s - start_s
+    return sorted(held, key=lambda b: -held[b])
 
 
 def _hand_over_late(network: Network, path: dict[float, Hypothesis]) -> None:
