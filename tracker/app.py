@@ -41,6 +41,7 @@ from tracker.web import router as web_router
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 3600.0
+SHUTDOWN_DRAIN_S = 30.0  # what was received is processed, unless the pipeline is stuck
 SHUTDOWN_FLUSH_S = 5.0
 
 
@@ -98,8 +99,10 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
                 async with ingest:
                     yield
                 # The broker connection is closed: finish what was received, then stop.
-                while len(queue):
-                    await asyncio.sleep(0.02)
+                try:
+                    await asyncio.wait_for(pipeline.drain(queue), SHUTDOWN_DRAIN_S)
+                except TimeoutError:
+                    log.warning("stopping with %d messages not processed", len(queue))
                 await writer.flush(SHUTDOWN_FLUSH_S)
                 for task in background:
                     task.cancel()

@@ -208,6 +208,7 @@ class Pipeline:
         self.stats = PipelineStats()
         self.problems: deque[Problem] = deque(maxlen=500)
         self._last_seen_s: dict[str, float] = {}
+        self._processing = False  # a batch taken from the queue is being processed
 
     async def process(
         self, messages: Sequence[Received], superseded: Sequence[Received] = ()
@@ -249,12 +250,21 @@ class Pipeline:
             wait_s = max(0.0, taken_at_s + interval_s - loop.time())
             batch = await queue.next_batch(max_pings, wait_s)
             taken_at_s = loop.time()
+            self._processing = True
             try:
                 await self.process(batch.live, batch.superseded)
             except Exception:  # a task boundary: log with the traceback, count, go on
                 log.exception("a batch of %d messages failed", len(batch))
                 self.stats.messages += len(batch)
                 self.stats.rejected_by_reason["internal_error"] += len(batch)
+            finally:
+                self._processing = False
+
+    async def drain(self, queue: AsyncIngestQueue, poll_s: float = 0.02) -> None:
+        """Wait until every message received is processed: the queue empty and no batch being
+        processed (for shutdown, once the broker connection is closed)."""
+        while len(queue) or self._processing:
+            await asyncio.sleep(poll_s)
 
     def remember(self, vehicles: Iterable[LiveVehicle]) -> None:
         """Vehicles known from before (the database, at start): they expire like the others."""

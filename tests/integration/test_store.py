@@ -15,17 +15,20 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import numpy as np
 import pytest
 
+from simulator.day import SimConfig, simulate
 from tests.integration.servers import free_port
-from tracker.core.matcher import MatcherConfig
+from tracker.core.matcher import Matcher, MatcherConfig
 from tracker.core.model import Match, Ping, Reason, State, rejected
+from tracker.core.network import Network
 from tracker.demo import BUNDLED_FEED
 from tracker.errors import StoreError
 from tracker.gtfs.load import load_network
-from tracker.ingest.queue import LatestPerVehicleQueue, Received
+from tracker.ingest.queue import AsyncIngestQueue, LatestPerVehicleQueue, Received
 from tracker.live.hub import Hub
-from tracker.match_worker import InThreadMatcher
+from tracker.match_worker import InThreadMatcher, MatcherProcess
 from tracker.service import Pipeline, StoreWriter
 from tracker.store import Store, VehicleRow, mask_password, migrations, open_store, upgrade
 from tracker.store.embedded import embedded_postgres
@@ -598,3 +601,82 @@ async def test_an_overloaded_pipeline_stores_every_accepted_ping_once(
         "bus-0": MAY_1 + 12,
         "bus-1": MAY_1 + 13,
     }
+
+
+class FailsOnce(InThreadMatcher):
+    """The live matcher, with a bug on its first batch (no real input makes it fail)."""
+
+    def __init__(self, network: Network) -> None:
+        super().__init__(network, MatcherConfig())
+        self.failed = False
+
+    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> list[Match]:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("a bug in the matcher")
+        return await super().match_batch(pings, now_s)
+
+
+async def run_pipeline(pipeline: Pipeline, sent: Sequence[Ping], batch_size: int) -> None:
+    """`sent` through an ingest queue and `Pipeline.run`, to the end (`Pipeline.drain`)."""
+    queue = AsyncIngestQueue(len(sent))
+    running = asyncio.create_task(pipeline.run(queue, max_pings=batch_size, interval_s=0.001))
+    writing = asyncio.create_task(pipeline.writer.run())
+    try:
+        for p in sent:
+            queue.put_threadsafe(p.vehicle_id, Received(position_topic(p.vehicle_id),
+                                                        encode_ping(p), 0.0))  # fmt: skip
+            if len(queue) >= batch_size:
+                await asyncio.sleep(0)  # let batches be taken while more arrive
+        async with asyncio.timeout(60.0):
+            await pipeline.drain(queue)
+        assert await pipeline.writer.flush(10.0)
+    finally:
+        running.cancel()
+        writing.cancel()
+
+
+async def test_the_running_pipeline_answers_as_the_matcher_does_and_stores_all(
+    store: Store, postgres_url: str
+) -> None:
+    """`Pipeline.run` with the matcher in its own process, micro-batches taken as messages
+    come: the answers are those of the matcher taking every ping in the order sent, and every
+    accepted ping is stored once."""
+    network = load_network(BUNDLED_FEED)
+    day = datetime(2019, 1, 1, tzinfo=UTC).date()
+    sent = [
+        s.ping
+        for s in simulate(network, np.random.default_rng(5), day, start_s=8 * 3600,
+                          end_s=8 * 3600 + 300, config=SimConfig(interval_s=5.0))
+    ][:2000]  # fmt: skip
+    now_s = max(p.timestamp for p in sent) + 60.0
+    expected = Matcher(network, MatcherConfig()).match_batch(sent, now=now_s)
+    async with MatcherProcess(network, MatcherConfig()) as matcher:
+        pipeline = Pipeline(matcher, StoreWriter(store), Hub(), clock=lambda: now_s)
+        await run_pipeline(pipeline, sent, batch_size=200)
+
+    assert pipeline.stats.batches >= len(sent) // 200
+    assert pipeline.stats.messages == len(sent)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        rows = await conn.fetch("SELECT vehicle_id, observed_at, state, trip_id FROM positions")
+    finally:
+        await conn.close()
+    stored = {(r["vehicle_id"], r["observed_at"].timestamp()): (r["state"], r["trip_id"])
+              for r in rows}  # fmt: skip
+    answers = {(m.vehicle_id, m.timestamp): (m.state.value, m.trip_id)
+               for m in expected if m.state is not State.REJECTED}  # fmt: skip
+    assert len(rows) == len(stored) == len(answers)
+    assert stored == answers
+    assert sum(state == "in_service" for state, _ in stored.values()) > len(stored) / 2
+
+
+async def test_a_failed_batch_is_counted_and_the_next_ones_go_on(store: Store) -> None:
+    network = load_network(BUNDLED_FEED)
+    sent = [ping(f"bus-{n % 3}", MAY_1 + n, lat=-1.28, lon=36.82) for n in range(60)]
+    pipeline = Pipeline(FailsOnce(network), StoreWriter(store, write_every_s=0.0), Hub(),
+                        clock=lambda: MAY_1 + 120)  # fmt: skip
+    await run_pipeline(pipeline, sent, batch_size=10)
+    lost = pipeline.stats.rejected_by_reason["internal_error"]
+    assert 1 <= lost <= 10  # the first batch, and only it
+    assert pipeline.writer.stored == len(sent) - lost
