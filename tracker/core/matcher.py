@@ -210,6 +210,7 @@ class Matcher:
             [float((p.arrival_s[:, -1] - p.departure_s[:, 0]).max()) if len(p.runs) else 0.0
              for p in net.patterns]
         )  # fmt: skip
+        self._pattern_late_reach_s, self._pattern_early_reach_s = self._pattern_reach()
         first_stop = np.array([float(p.stop_dist_m[0]) for p in net.patterns])
         self._pattern_start_zone_end = first_stop + cfg.start_zone_m
         # Patterns of each shape (in `patterns_of_shape` order): shape s has
@@ -223,6 +224,37 @@ class Matcher:
         self._run_terminal_zone_end = run_first_stop + cfg.terminal_zone_m
         self._run_key_a = np.array(self._run_key, dtype=np.int64)
         self._run_block_a = np.array(self._run_block, dtype=np.int64)
+
+    def _pattern_reach(self) -> tuple[FloatArray, FloatArray]:
+        """Per pattern, how far before and after a ping's time a run of it may start and still
+        pass `_candidate_table`'s delay test, in seconds: (late reach, early reach).
+
+        A run is scheduled anywhere along it between its start plus the least and the most of
+        its stop times' offsets from its start (a second wider, for the interpolation's
+        rounding); a kept run is at most `max_late_s` late and less early than the window
+        allows, or within half its headway (inexact runs). Patterns of inexact runs (every
+        frequency run of Nairobi's matatus) so bisect a window of a headway plus the trip's
+        length instead of more than an hour plus the trip's length. Infinite: no narrowing
+        (a pattern without runs, or with a time that is not a number).
+        """
+        cfg = self.config
+        net = self.network
+        late = np.full(len(net.patterns), math.inf)
+        early = np.full(len(net.patterns), math.inf)
+        for p, pattern in enumerate(net.patterns):
+            if not len(pattern.runs):
+                continue
+            start = net.runs.start_s[pattern.runs][:, None]
+            offsets = np.concatenate([pattern.departure_s - start, pattern.arrival_s - start])
+            exact = net.runs.exact_times[pattern.runs]
+            half_headway = net.runs.headway_s[pattern.runs][~exact] / 2
+            if not (np.isfinite(offsets).all() and np.isfinite(half_headway).all()):
+                continue
+            late_s = max([cfg.max_late_s] * bool(exact.any()) + half_headway.tolist())
+            early_s = math.inf if exact.any() else float(half_headway.max())
+            late[p] = late_s + float(offsets.max()) + 1.0
+            early[p] = early_s - float(offsets.min()) + 1.0
+        return late, early
 
     # --- public ------------------------------------------------------------------------------
 
@@ -558,9 +590,13 @@ class Matcher:
         early_s = np.where(
             along <= self._pattern_start_zone_end[pattern], cfg.max_wait_s, cfg.max_early_s
         )
-        earliest_s = s - cfg.max_late_s - self._pattern_max_duration[pattern]
+        earliest_s = np.maximum(
+            s - cfg.max_late_s - self._pattern_max_duration[pattern],
+            s - self._pattern_late_reach_s[pattern],
+        )
+        latest_s = np.minimum(s + early_s, s + self._pattern_early_reach_s[pattern])
         lo = tt.starts.bisect(pattern, earliest_s, side="left")
-        hi = tt.starts.bisect(pattern, s + early_s, side="right")
+        hi = tt.starts.bisect(pattern, latest_s, side="right")
         n_runs = np.maximum(hi - lo, 0)
         # 3. One row per run of the windows.
         combo = np.repeat(np.arange(len(lo)), n_runs)
@@ -570,8 +606,8 @@ class Matcher:
         route_of = route[cping[combo]]
         keep &= (route_of < 0) | (net.run_route[run] == route_of)
         combo, at, run = combo[keep], at[keep], run[keep]
-        p = pattern[combo]
-        delay = s[combo] - tt.schedule_at(p, at - tt.starts.start[p], along[combo])
+        row = at - tt.starts.start[pattern[combo]]
+        delay = s[combo] - tt.schedule_at(pattern, row, along, spot=combo)
         exact = net.runs.exact_times[run]
         half_headway = net.runs.headway_s[run] / 2
         early = early_s[combo]

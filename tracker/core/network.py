@@ -427,27 +427,33 @@ class Timetable:
             arrival_s=np.concatenate([p.arrival_s.ravel() for p in patterns] + flat),
         )
 
-    def schedule_at(self, pattern: IntArray, row: IntArray, along_m: FloatArray) -> FloatArray:
+    def schedule_at(
+        self, pattern: IntArray, row: IntArray, along_m: FloatArray, *, spot: IntArray | None = None
+    ) -> FloatArray:
         """`schedule_at(patterns[pattern[i]], [row[i]], along_m[i])` for every i: the same
-        arithmetic, element by element."""
+        arithmetic, element by element.
+
+        With `spot`, `pattern` and `along_m` are per spot and element i is run row `row[i]` at
+        spot `spot[i]`: the stops around a spot are found once for all the runs timed there.
+        """
         first_stop = self.stops.start[pattern]
         k = self.stops.bisect(pattern, along_m, side="right") - first_stop - 1
         n = self.n_stops[pattern]
-        base = self.time_start[pattern] + row * n
         between = (k >= 0) & (k < n - 1)
         k0 = np.where(between, k, 0)
-        k1 = np.where(between, k + 1, 0)
         d0 = self.stops.values[first_stop + k0]
-        span = self.stops.values[first_stop + k1] - d0
+        span = self.stops.values[first_stop + np.where(between, k + 1, 0)] - d0
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.where(span > 0, (along_m - d0) / span, 0.0)
-        dep = self.departure_s[base + k0]
-        interpolated = dep + frac * (self.arrival_s[base + k1] - dep)
-        return np.where(
-            k < 0,
-            self.departure_s[base],
-            np.where(between, interpolated, self.arrival_s[base + n - 1]),
-        )
+        before = k < 0
+        if spot is not None:
+            pattern, n, between, k0 = pattern[spot], n[spot], between[spot], k0[spot]
+            frac, before = frac[spot], before[spot]
+        base = self.time_start[pattern] + row * n
+        at = base + k0
+        dep = self.departure_s[at]  # k0 is 0 before the first stop: the first departure
+        interpolated = dep + frac * (self.arrival_s[at + between] - dep)
+        return np.where(before, dep, np.where(between, interpolated, self.arrival_s[base + n - 1]))
 
 
 class _SegmentIndex:
