@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import NamedTuple
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
@@ -130,10 +131,12 @@ PingCache = dict[Ping, tuple[list[Snapped], list[_Candidate] | None]]
 state), so matching the same pings again (hindsight's conflict rounds) can reuse them."""
 
 _Offer = tuple[
-    float, int, dt.date, float, float, int, bool, tuple[float, float], "Hypothesis | None"
+    int, dt.date, float, float, float, int, bool, tuple[float, float], float, "Hypothesis | None"
 ]
-"""What `_step` offers, before the kept few become `Hypothesis`: (score, run, day, along_m,
-delay_s, misses, waiting, wait_spot, parent)."""
+"""What `_step` offers, before the kept few become `Hypothesis`: a plain tuple of its fields in
+its order (score at 4), made one by `_new_tuple(Hypothesis, offer)` (no keyword handling)."""
+
+_new_tuple = tuple.__new__
 
 _NO_SPOT = (math.nan, math.nan)
 
@@ -147,6 +150,12 @@ snapped_lat goes, y where snapped_lon goes): `_complete` converts a batch of the
 _RunAnswer = tuple[str, str, "int | None", str, "float | None", int, float, float]
 """What `_describe` reads of a run: (route_id, trip_id, direction_id, shape_id, headway_s,
 shape_idx, first stop + `start_zone_m`, last stop - `arrival_zone_m`)."""
+
+
+_SHARED_TABLES: WeakKeyDictionary[Network, dict[MatcherConfig, dict[str, object]]] = (
+    WeakKeyDictionary()
+)
+"""`Matcher`'s tables per network and config (see `Matcher.__post_init__`)."""
 
 
 @dataclass
@@ -165,8 +174,22 @@ class Matcher:
     ping_cache: PingCache | None = None
 
     def __post_init__(self) -> None:
-        net = self.network
         self.path_ends: dict[str, list[Hypothesis]] = {}
+        # The tables (the `_` attributes) depend on the network and config alone, and are only
+        # read (or filled as caches of pure results): hindsight starts a matcher per vehicle and
+        # conflict round, so they are built once per network and config and shared.
+        by_config = _SHARED_TABLES.setdefault(self.network, {})
+        tables = by_config.get(self.config)
+        if tables is None:
+            self._build_tables()
+            by_config[self.config] = {k: v for k, v in vars(self).items() if k.startswith("_")}
+        else:
+            vars(self).update(tables)
+
+    def _build_tables(self) -> None:
+        """Per-run lists (read one element at a time) and per-pattern and per-run arrays (for
+        `_candidate_table`), see `__post_init__`."""
+        net = self.network
         self._run_shape = [net.patterns[p].shape_idx for p in net.runs.pattern_idx.tolist()]
         # Plain lists: read one element at a time per candidate, where numpy indexing is slow.
         self._run_first_stop = [
@@ -697,19 +720,34 @@ class Matcher:
         """The vehicle's new hypotheses, best first, from its `previous` ones and this ping.
 
         Every candidate and carried-forward run is *offered*: per key (`_key`) the best score
-        wins, the first offered on a tie. Offers are plain tuples, (score, run, day, along_m,
-        delay_s, misses, waiting, wait_spot, parent); only the kept few become `Hypothesis`.
+        wins, the first offered on a tie. Offers are plain tuples of a `Hypothesis`'s fields
+        (`_Offer`); only the kept few become `Hypothesis`.
         """
         cfg = self.config
         run_key = self._run_key
+        arrived_from = self._run_arrived_from
         prev_keys = [(run_key[h.run], h.day) for h in previous]
-        by_key = dict(zip(prev_keys, previous, strict=True))
         best_prev = previous[0].score if previous else 0.0
         ended_from = self._run_ended_from  # near the end of their runs
         ended = [h for h in previous if not h.waiting and h.along_m >= ended_from[h.run]]
         best_ended = max((h.score for h in ended), default=-math.inf)
         # Per-ping weight of the schedule: buses keep roughly to it, early less than late.
         schedule_weight = cfg.schedule_weight * min(dt_s, 120.0) / 30.0
+        # Moving on along the same run, per key: the previous hypothesis, its score, where it
+        # was, what staying there costs (an arrived run gives way to its block's next one) and
+        # how far it may go without cost (waiting: anywhere near the terminal, not exactly at
+        # the first stop). Backtracking past the GPS noise, or going farther than that, costs in
+        # proportion.
+        reach = cfg.max_speed_mps * dt_s + cfg.backtrack_tolerance_m
+        waited_reach = reach + cfg.layover_radius_m
+        by_key = {
+            key: (h, h.score, h.along_m,
+                  0.0 + cfg.arrived_cost if h.along_m >= arrived_from[h.run] else 0.0,
+                  waited_reach if h.waiting else reach)
+            for key, h in zip(prev_keys, previous, strict=True)
+        }  # fmt: skip
+        tolerance = cfg.backtrack_tolerance_m
+        scale = cfg.backtrack_scale_m
 
         new: dict[tuple[int, dt.date], _Offer] = {}
         now_s = ping.timestamp
@@ -726,8 +764,8 @@ class Matcher:
             for run, day, along, delay, fit, prior, key, _, _ in candidates:
                 score = prior + fit
                 old = new.get(key)
-                if old is None or score > old[0]:
-                    new[key] = (score, run, day, along, delay, 0, False, _NO_SPOT, None)
+                if old is None or score > old[4]:
+                    new[key] = (run, day, along, delay, score, 0, False, _NO_SPOT, now_s, None)
         else:
             prev0 = previous[0]
             prev_block = self._run_block[prev0.run]
@@ -750,29 +788,41 @@ class Matcher:
                         best, parent = score, ended0
                 same = by_key.get(key)
                 if same is not None:
-                    score = same.score + self._continue_cost(same, along, dt_s)
+                    h, score, was_m, cost, reach_m = same
+                    moved = along - was_m
+                    if moved < -tolerance:
+                        cost -= (-moved - tolerance) / scale
+                    if moved > reach_m:
+                        cost -= (moved - reach_m) / scale
+                    score += cost
                     if score > best:
-                        best, parent = score, same
+                        best, parent = score, h
                 score = best + fit + schedule_weight * prior
                 old = new.get(key)
-                if old is None or score > old[0]:
-                    new[key] = (score, run, day, along, delay, 0, False, _NO_SPOT,
+                if old is None or score > old[4]:
+                    new[key] = (run, day, along, delay, score, 0, False, _NO_SPOT, now_s,
                                 parent if keep else None)  # fmt: skip
 
         def offer(o: _Offer) -> None:
             if excluded is not None and any(
-                t0 <= now_s <= t1 for t0, t1 in excluded.get((o[1], o[2]), ())
+                t0 <= now_s <= t1 for t0, t1 in excluded.get((o[0], o[1]), ())
             ):
                 return
-            key = self._key(o[1], o[2])
+            key = (run_key[o[0]], o[1])
             old = new.get(key)
-            if old is None or o[0] > old[0]:
+            if old is None or o[4] > old[4]:
                 new[key] = o
 
+        run_next = self._run_next
         for h, key in zip(previous, prev_keys, strict=True):
             # A vehicle at the end of its run waits there for the next run of its block.
-            waiting_for = h.run if h.waiting else self._next_in_block(h)
-            if waiting_for is not None:
+            if h.waiting:
+                waiting_for = h.run
+            elif h.along_m >= arrived_from[h.run] and run_next[h.run] >= 0:
+                waiting_for = run_next[h.run]
+            else:
+                waiting_for = -1
+            if waiting_for >= 0:
                 start_m = self._run_first_stop[waiting_for]
                 delay = ping.timestamp - self._departure_epoch(waiting_for, h.day)
                 if delay >= -cfg.max_wait_s:
@@ -787,51 +837,25 @@ class Matcher:
                     if away_m <= cfg.layover_radius_m:
                         fit = max(fit, cfg.layover_roaming_fit)
                     late = schedule_weight * min(0.0, -delay / cfg.late_scale_s)
-                    offer((h.score + cost + fit + late, waiting_for, h.day, start_m, delay, 0,
-                           True, spot, h if keep else None))  # fmt: skip
+                    offer((waiting_for, h.day, start_m, delay, h.score + cost + fit + late, 0,
+                           True, spot, now_s, h if keep else None))  # fmt: skip
             # Runs with no candidate this ping are carried forward (an outlier, a detour).
             if key not in new and h.misses < cfg.max_misses and not h.waiting:
                 delay = h.delay_s + dt_s if not math.isnan(h.delay_s) else h.delay_s
-                offer((h.score + cfg.miss_cost, h.run, h.day, h.along_m, delay, h.misses + 1,
-                       False, _NO_SPOT, h if keep else None))  # fmt: skip
+                offer((h.run, h.day, h.along_m, delay, h.score + cfg.miss_cost, h.misses + 1,
+                       False, _NO_SPOT, now_s, h if keep else None))  # fmt: skip
         if not new:
             return ()
         # Scores are path log-likelihoods; only their differences matter, so they are not
         # renormalised (float64 keeps ample precision over a day of pings).
-        ranked = sorted(new.values(), key=itemgetter(0), reverse=True)
-        floor = ranked[0][0] - cfg.keep_score_margin
+        ranked = sorted(new.values(), key=itemgetter(4), reverse=True)
+        floor = ranked[0][4] - cfg.keep_score_margin
         return tuple(
-            Hypothesis(run, day, along, delay, score, misses, waiting, spot, now_s, parent)
-            for score, run, day, along, delay, misses, waiting, spot, parent in ranked[
-                : cfg.keep_hypotheses
-            ]
-            if score >= floor
+            _new_tuple(Hypothesis, o) for o in ranked[: cfg.keep_hypotheses] if o[4] >= floor
         )
-
-    def _next_in_block(self, h: Hypothesis) -> int | None:
-        if h.waiting or h.along_m < self._run_arrived_from[h.run]:
-            return None
-        nxt = self._run_next[h.run]
-        return nxt if nxt >= 0 else None
 
     def _departure_epoch(self, run: int, day: dt.date) -> float:
         return self.network.day_origin(day) + self._run_start_s[run]
-
-    def _continue_cost(self, prev: Hypothesis, along_m: float, dt_s: float) -> float:
-        """Cost of a vehicle moving from `prev` to `along_m` on the same run in `dt_s` seconds."""
-        cfg = self.config
-        moved = along_m - prev.along_m
-        cost = 0.0
-        if prev.along_m >= self._run_arrived_from[prev.run]:
-            cost += cfg.arrived_cost  # an arrived run gives way to the block's next one
-        if moved < -cfg.backtrack_tolerance_m:
-            cost -= (-moved - cfg.backtrack_tolerance_m) / cfg.backtrack_scale_m
-        reach = cfg.max_speed_mps * dt_s + cfg.backtrack_tolerance_m
-        if prev.waiting:  # it waited anywhere near the terminal, not exactly at the first stop
-            reach += cfg.layover_radius_m
-        if moved > reach:
-            cost -= (moved - reach) / cfg.backtrack_scale_m
-        return cost
 
     # --- trip hints -----------------------------------------------------------------------------
 
