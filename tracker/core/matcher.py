@@ -35,7 +35,7 @@ from weakref import WeakKeyDictionary
 import numpy as np
 
 from tracker.core.model import Match, Ping, Reason, State, rejected
-from tracker.core.network import FloatArray, Network, angle_diff_deg, ragged_arange
+from tracker.core.network import FloatArray, Network, ragged_arange
 from tracker.core.validate import MAX_SPEED_MPS, clean_hints, validate_ping
 
 
@@ -559,18 +559,13 @@ class Matcher:
         net = self.network
         tt = self._timetable
         out: list[list[_Candidate]] = [[] for _ in pings]
-        pass_ping: list[int] = []
-        pass_shape: list[int] = []
-        pass_along: list[float] = []
-        pass_fit: list[float] = []
-        for j, (ping, passes) in enumerate(zip(pings, snapped, strict=True)):
-            for shape_idx, along_m, offset_m, heading_deg, _, _ in passes:
-                pass_ping.append(j)
-                pass_shape.append(shape_idx)
-                pass_along.append(along_m)
-                pass_fit.append(self._fit(ping, offset_m, heading_deg))
-        if not pass_ping:
+        flat_passes = [p for passes in snapped for p in passes]
+        if not flat_passes:
             return out
+        # The passes of all pings, one row each (shape index, along, offset, heading, x, y).
+        passes_a = np.array(flat_passes, dtype=np.float64)
+        n_pass = len(flat_passes)
+        ping_of_pass = np.repeat(np.arange(len(pings)), [len(passes) for passes in snapped])
         # Per ping and service day (0: yesterday, 1: today): seconds since the day's origin,
         # the day's index in `dates`, and whether a run of that day may still be out.
         dates: list[dt.date] = []
@@ -579,7 +574,7 @@ class Matcher:
         day_date = np.zeros((len(pings), 2), dtype=np.int64)
         day_live = np.zeros((len(pings), 2), dtype=np.bool_)
         route = np.full(len(pings), -1, dtype=np.int64)  # -1: no route filter
-        for j in sorted(set(pass_ping)):
+        for j in np.unique(ping_of_pass).tolist():
             ping = pings[j]
             today = net.local_date(ping.timestamp)
             for d, day in enumerate((today - dt.timedelta(days=1), today)):
@@ -593,21 +588,19 @@ class Matcher:
         active = np.stack([net.active_runs(day) for day in dates])  # (date, run)
 
         # 1. Combinations: (pass, day) sorted by (ping, day, pass), then one per pattern.
-        n_pass = len(pass_ping)
-        ping_of_pass = np.array(pass_ping, dtype=np.int64)
         cpass = np.tile(np.arange(n_pass), 2)
         cday = np.repeat(np.arange(2), n_pass)
         order = np.lexsort((cpass, cday, ping_of_pass[cpass]))
         cpass, cday = cpass[order], cday[order]
         live = day_live[ping_of_pass[cpass], cday]
         cpass, cday = cpass[live], cday[live]
-        shape = np.array(pass_shape, dtype=np.int64)[cpass]
+        shape = passes_a[cpass, 0].astype(np.int64)
         n_patterns = self._shape_pattern_count[shape]
         pattern = self._shape_pattern[ragged_arange(self._shape_pattern_first[shape], n_patterns)]
         of_combo = np.repeat(np.arange(len(cpass)), n_patterns)
         cpass, cday = cpass[of_combo], cday[of_combo]
         cping = ping_of_pass[cpass]
-        along = np.array(pass_along)[cpass]
+        along = passes_a[cpass, 1]
         s = day_s[cping, cday]
         # 2. Each combination's window of runs by start time (long at the first stop).
         early_s = np.where(
@@ -625,9 +618,11 @@ class Matcher:
         combo = np.repeat(np.arange(len(lo)), n_runs)
         at = ragged_arange(lo, n_runs)  # position in `tt.run`
         run = tt.run[at]
-        keep = active[day_date[cping[combo], cday[combo]], run]
-        route_of = route[cping[combo]]
-        keep &= (route_of < 0) | (net.run_route[run] == route_of)
+        combo_date = day_date[cping, cday]
+        keep = active[combo_date[combo], run]
+        if (route >= 0).any():
+            route_of = route[cping][combo]
+            keep &= (route_of < 0) | (net.run_route[run] == route_of)
         combo, at, run = combo[keep], at[keep], run[keep]
         row = at - tt.starts.start[pattern[combo]]
         delay = s[combo] - tt.schedule_at(pattern, row, along, spot=combo)
@@ -656,14 +651,19 @@ class Matcher:
         ping_c = cping[combo]
         day_of = np.empty(len(dates), dtype=object)
         day_of[:] = dates
-        days = day_of[day_date[ping_c, cday[combo]]].tolist()
+        days = day_of[combo_date[combo]].tolist()
+        used = cpass[combo]
+        fit_of_pass = np.zeros(n_pass)
+        some = np.unique(used)
+        fit_of_pass[some] = self._fits(pings, ping_of_pass[some].tolist(),
+                                       [flat_passes[k] for k in some.tolist()])  # fmt: skip
         flat = list(
             zip(
                 run.tolist(),
                 days,
                 along_c.tolist(),
                 np.where(exact, delay, np.nan).tolist(),
-                np.array(pass_fit)[cpass[combo]].tolist(),
+                fit_of_pass[used].tolist(),
                 prior.tolist(),
                 zip(self._run_key_a[run].tolist(), days, strict=True),
                 self._run_block_a[run].tolist(),
@@ -684,16 +684,30 @@ class Matcher:
         cfg = self.config
         return max(-0.5 * (offset_m / cfg.gps_sigma_m) ** 2, cfg.gps_floor)
 
-    def _fit(self, ping: Ping, offset_m: float, heading_deg: float) -> float:
-        """How well one fix fits a shape pass: distance to the shape, and bearing."""
+    def _fits(
+        self, pings: Sequence[Ping], ping_of: list[int], passes: list[Snapped]
+    ) -> list[float]:
+        """How well each fix `pings[ping_of[i]]` fits shape pass `passes[i]`: the distance to
+        the shape (`_gps_fit`) plus, if the bus moves, its bearing against the shape's."""
         cfg = self.config
-        score = self._gps_fit(offset_m)
-        if ping.bearing_deg is not None and (
-            ping.speed_mps is None or ping.speed_mps >= cfg.min_speed_for_bearing_mps
-        ):
-            diff = angle_diff_deg(ping.bearing_deg, heading_deg)
-            score += cfg.bearing_weight * (math.cos(math.radians(diff)) - 1.0)
-        return score
+        sigma_m, floor, weight = cfg.gps_sigma_m, cfg.gps_floor, cfg.bearing_weight
+        bearing_of = [
+            p.bearing_deg
+            if p.speed_mps is None or p.speed_mps >= cfg.min_speed_for_bearing_mps
+            else None
+            for p in pings
+        ]
+        out: list[float] = []
+        for j, (_, _, offset_m, heading_deg, _, _) in zip(ping_of, passes, strict=True):
+            fit = max(-0.5 * (offset_m / sigma_m) ** 2, floor)
+            bearing = bearing_of[j]
+            if bearing is not None:
+                diff = abs(bearing - heading_deg) % 360.0  # `angle_diff_deg`, inline
+                if diff > 180.0:
+                    diff = 360.0 - diff
+                fit += weight * (math.cos(math.radians(diff)) - 1.0)
+            out.append(fit)
+        return out
 
     def _key(self, run: int, day: dt.date) -> tuple[int, dt.date]:
         """Hypotheses continue per run; on inexact frequency runs, per trip (any departure)."""
