@@ -456,6 +456,9 @@ class Timetable:
         return np.where(before, dep, np.where(between, interpolated, self.arrival_s[base + n - 1]))
 
 
+_NARROW_CHUNK = 4  # see `_SegmentIndex.snap`
+
+
 class _SegmentIndex:
     """All shape segments in an STRtree, with their geometry as flat arrays for fast maths."""
 
@@ -523,29 +526,20 @@ class _SegmentIndex:
         chunks = self._chunks(radius_m)
         point, chunk = chunks.tree.query(shapely.points(x, y))
         point, chunk = point.astype(np.int64), chunk.astype(np.int64)
-        # (pair, k): the k-th segment of the pair's chunk; past the chunk's end, its last one.
-        k = np.arange(chunks.max_count)
-        seg = chunks.first[chunk, None] + np.minimum(k, chunks.count[chunk, None] - 1)
-        px, py = x[point, None], y[point, None]
-        t, offset, cx, cy = self._project(seg, px, py)
-        along = self.dist0[seg] + t * self.length[seg]
-        near = offset <= radius_m
-        near &= k < chunks.count[chunk, None]
-        keep = near.any(axis=1)
-        point, chunk, seg, near = point[keep], chunk[keep], seg[keep], near[keep]
-        offset, along, cx, cy = offset[keep], along[keep], cx[keep], cy[keep]
-        # Per pair: the nearest segment (ties: the least along, then `tie_rank`), and the span
-        # of the near ones.
-        masked = np.where(near, offset, np.inf)
-        tied = masked == masked.min(axis=1, keepdims=True)
-        tied_along = np.where(tied, along, np.inf)
-        tied &= tied_along == tied_along.min(axis=1, keepdims=True)
-        best_k = np.argmin(np.where(tied, self.tie_rank[seg], len(self.tie_rank)), axis=1)
-        rows = np.arange(len(point))
-        first_along = np.where(near, along, np.inf).min(axis=1)
-        last_along = np.where(near, along, -np.inf).max(axis=1)
-        offset, along = offset[rows, best_k], along[rows, best_k]
-        seg, cx, cy = seg[rows, best_k], cx[rows, best_k], cy[rows, best_k]
+        # Along long segments a chunk holds only a few: the pairs of such chunks are measured
+        # in a narrower matrix (each pair's numbers do not depend on the matrix's width).
+        short = chunks.count[chunk] <= _NARROW_CHUNK
+        parts = [
+            self._nearest_in_chunks(chunks, point[which], chunk[which], x, y, radius_m, width)
+            for which, width in ((short, _NARROW_CHUNK), (~short, chunks.max_count))
+            if which.any()
+        ] or [self._nearest_in_chunks(chunks, point, chunk, x, y, radius_m, chunks.max_count)]
+        if len(parts) == 1:
+            point, chunk, seg, offset, along, cx, cy, first_along, last_along = parts[0]
+        else:
+            point, chunk, seg, offset, along, cx, cy, first_along, last_along = (
+                np.concatenate(arrays) for arrays in zip(*parts, strict=True)
+            )
         shape = self.shape[seg]
         # Chunks are numbered along each shape, shape after shape: sorting by (point, chunk)
         # lists each point's nearby stretches in order; a pass breaks at a gap.
@@ -576,6 +570,45 @@ class _SegmentIndex:
             x_m=cx[pick],
             y_m=cy[pick],
         )
+
+    def _nearest_in_chunks(
+        self,
+        chunks: _Chunks,
+        point: IntArray,
+        chunk: IntArray,
+        x: FloatArray,
+        y: FloatArray,
+        radius_m: float,
+        width: int,
+    ) -> tuple[IntArray, IntArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray,
+               FloatArray, FloatArray]:  # fmt: skip
+        """For `snap`: of each (point, chunk) pair whose chunk has at most `width` segments and
+        comes within `radius_m`, (point, chunk, nearest segment, offset, along, cx, cy, and the
+        first and last along of the near segments)."""
+        # (pair, k): the k-th segment of the pair's chunk; past the chunk's end, its last one.
+        k = np.arange(width)
+        seg = chunks.first[chunk, None] + np.minimum(k, chunks.count[chunk, None] - 1)
+        px, py = x[point, None], y[point, None]
+        t, offset, cx, cy = self._project(seg, px, py)
+        along = self.dist0[seg] + t * self.length[seg]
+        near = offset <= radius_m
+        near &= k < chunks.count[chunk, None]
+        keep = near.any(axis=1)
+        point, chunk, seg, near = point[keep], chunk[keep], seg[keep], near[keep]
+        offset, along, cx, cy = offset[keep], along[keep], cx[keep], cy[keep]
+        # Per pair: the nearest segment (ties: the least along, then `tie_rank`), and the span
+        # of the near ones.
+        masked = np.where(near, offset, np.inf)
+        tied = masked == masked.min(axis=1, keepdims=True)
+        tied_along = np.where(tied, along, np.inf)
+        tied &= tied_along == tied_along.min(axis=1, keepdims=True)
+        best_k = np.argmin(np.where(tied, self.tie_rank[seg], len(self.tie_rank)), axis=1)
+        rows = np.arange(len(point))
+        first_along = np.where(near, along, np.inf).min(axis=1)
+        last_along = np.where(near, along, -np.inf).max(axis=1)
+        offset, along = offset[rows, best_k], along[rows, best_k]
+        seg, cx, cy = seg[rows, best_k], cx[rows, best_k], cy[rows, best_k]
+        return point, chunk, seg, offset, along, cx, cy, first_along, last_along
 
     def _chunks(self, radius_m: float) -> _Chunks:
         """The chunk index for one snapping radius (built on first use)."""
