@@ -126,7 +126,7 @@ _Candidate = tuple[int, dt.date, float, float, float, float, tuple[int, dt.date]
 inexact runs), fit (`_fit` of the shape pass), prior (`_prior`), key (`_key`), block (`_run_block`),
 near_start (within `terminal_zone_m` of the run's first stop))."""
 
-PingCache = dict[Ping, tuple[list[Snapped], list[_Candidate] | None]]
+PingCache = dict[Ping, tuple[tuple[Snapped, ...], tuple[_Candidate, ...] | None]]
 """Snapped passes and candidates per ping: they depend on the ping alone (not on the vehicle's
 state), so matching the same pings again (hindsight's conflict rounds) can reuse them."""
 
@@ -343,13 +343,13 @@ class Matcher:
 
     def _prepare(
         self, pings: list[Ping], to_snap: list[int], x: FloatArray, y: FloatArray
-    ) -> tuple[dict[int, list[Snapped]], dict[int, list[_Candidate]]]:
+    ) -> tuple[dict[int, tuple[Snapped, ...]], dict[int, tuple[_Candidate, ...]]]:
         """Snapped passes of `pings[j]` for j in `to_snap`, and the candidates of those without a
         trip_id (the others need them only if their trip_id is not believed), each for the whole
         batch at once. Both depend on the ping alone; `ping_cache` keeps them."""
         cache = self.ping_cache if self.ping_cache is not None else {}
-        snapped_of: dict[int, list[Snapped]] = {}
-        candidates_of: dict[int, list[_Candidate]] = {}
+        snapped_of: dict[int, tuple[Snapped, ...]] = {}
+        candidates_of: dict[int, tuple[_Candidate, ...]] = {}
         for j in to_snap:
             found = cache.get(pings[j])
             if found is not None:
@@ -369,13 +369,13 @@ class Matcher:
                 self.ping_cache[pings[j]] = (snapped_of[j], candidates_of.get(j))
         return snapped_of, candidates_of
 
-    def _snap(self, x: FloatArray, y: FloatArray) -> list[list[Snapped]]:
+    def _snap(self, x: FloatArray, y: FloatArray) -> list[tuple[Snapped, ...]]:
         """Every shape pass near each point, as plain tuples per point."""
         snaps = self.network.snap(x, y, radius_m=self.config.snap_radius_m)
         bounds = np.searchsorted(snaps.point, np.arange(len(x) + 1)).tolist()
-        rows = list(zip(snaps.shape_idx.tolist(), snaps.along_m.tolist(), snaps.offset_m.tolist(),
-                        snaps.heading_deg.tolist(), snaps.x_m.tolist(), snaps.y_m.tolist(),
-                        strict=True))  # fmt: skip
+        rows = tuple(zip(snaps.shape_idx.tolist(), snaps.along_m.tolist(), snaps.offset_m.tolist(),
+                         snaps.heading_deg.tolist(), snaps.x_m.tolist(), snaps.y_m.tolist(),
+                         strict=True))  # fmt: skip
         return [rows[bounds[j] : bounds[j + 1]] for j in range(len(x))]
 
     def _follows_given_trip(self, ping: Ping) -> bool:
@@ -465,8 +465,8 @@ class Matcher:
         ping: Ping,
         x: float,
         y: float,
-        snapped: list[Snapped] | None,
-        candidates: list[_Candidate] | None,
+        snapped: tuple[Snapped, ...] | None,
+        candidates: tuple[_Candidate, ...] | None,
     ) -> Match | _Draft:
         """One ping; `snapped` is None when it was not snapped (it follows a given trip), and
         `candidates` when they were not found yet (it has a trip_id). A matched ping's answer is
@@ -500,7 +500,7 @@ class Matcher:
                 )
 
         if ping.trip_id is not None:
-            believed, why = self._believe_trip(ping, x, y, snapped or [], previous, dt_s)
+            believed, why = self._believe_trip(ping, x, y, snapped or (), previous, dt_s)
             if believed is not None:
                 return self._finish(ping, x, y, (believed,), believed, given_trip=True,
                                     off_route=False, reason=None)  # fmt: skip
@@ -536,8 +536,8 @@ class Matcher:
         )  # fmt: skip
 
     def _candidate_table(
-        self, pings: Sequence[Ping], snapped: Sequence[list[Snapped]]
-    ) -> list[list[_Candidate]]:
+        self, pings: Sequence[Ping], snapped: Sequence[tuple[Snapped, ...]]
+    ) -> list[tuple[_Candidate, ...]]:
         """The candidates of each ping (see `_Candidate`), for a batch of pings in one pass.
 
         A candidate is a run on a snapped shape, active on the service day (yesterday or today,
@@ -558,7 +558,7 @@ class Matcher:
         cfg = self.config
         net = self.network
         tt = self._timetable
-        out: list[list[_Candidate]] = [[] for _ in pings]
+        out: list[tuple[_Candidate, ...]] = [() for _ in pings]
         flat_passes = [p for passes in snapped for p in passes]
         if not flat_passes:
             return out
@@ -657,7 +657,7 @@ class Matcher:
         some = np.unique(used)
         fit_of_pass[some] = self._fits(pings, ping_of_pass[some].tolist(),
                                        [flat_passes[k] for k in some.tolist()])  # fmt: skip
-        flat = list(
+        flat = tuple(
             zip(
                 run.tolist(),
                 days,
@@ -727,7 +727,7 @@ class Matcher:
         ping: Ping,
         x: float,
         y: float,
-        candidates: list[_Candidate],
+        candidates: tuple[_Candidate, ...],
         previous: tuple[Hypothesis, ...],
         dt_s: float,
     ) -> tuple[Hypothesis, ...]:
@@ -769,10 +769,10 @@ class Matcher:
 
         excluded = self.exclusions.get(ping.vehicle_id)
         if excluded is not None:  # runs another vehicle holds now are never offered
-            candidates = [
+            candidates = tuple(
                 c for c in candidates
                 if not any(t0 <= now_s <= t1 for t0, t1 in excluded.get((c[0], c[1]), ()))
-            ]  # fmt: skip
+            )  # fmt: skip
 
         if not previous:  # a first sighting: the delay prior and the fit
             for run, day, along, delay, fit, prior, key, _, _ in candidates:
@@ -878,7 +878,7 @@ class Matcher:
         ping: Ping,
         x: float,
         y: float,
-        snapped: list[Snapped],
+        snapped: tuple[Snapped, ...],
         previous: tuple[Hypothesis, ...],
         dt_s: float,
     ) -> tuple[Hypothesis | None, tuple[Reason, str] | None]:
