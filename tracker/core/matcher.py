@@ -740,11 +740,8 @@ class Matcher:
         cfg = self.config
         run_key = self._run_key
         arrived_from = self._run_arrived_from
-        prev_keys = [(run_key[h.run], h.day) for h in previous]
-        best_prev = previous[0].score if previous else 0.0
         ended_from = self._run_ended_from  # near the end of their runs
-        ended = [h for h in previous if not h.waiting and h.along_m >= ended_from[h.run]]
-        best_ended = max((h.score for h in ended), default=-math.inf)
+        best_prev = previous[0].score if previous else 0.0
         # Per-ping weight of the schedule: buses keep roughly to it, early less than late.
         schedule_weight = cfg.schedule_weight * min(dt_s, 120.0) / 30.0
         # Moving on along the same run, per key: the previous hypothesis, its score, where it
@@ -754,12 +751,23 @@ class Matcher:
         # proportion.
         reach = cfg.max_speed_mps * dt_s + cfg.backtrack_tolerance_m
         waited_reach = reach + cfg.layover_radius_m
-        by_key = {
-            key: (h, h.score, h.along_m,
-                  0.0 + cfg.arrived_cost if h.along_m >= arrived_from[h.run] else 0.0,
-                  waited_reach if h.waiting else reach)
-            for key, h in zip(prev_keys, previous, strict=True)
-        }  # fmt: skip
+        stay_arrived = 0.0 + cfg.arrived_cost
+        by_key: dict[tuple[int, dt.date], tuple[Hypothesis, float, float, float, float]] = {}
+        prev_keys: list[tuple[int, dt.date]] = []
+        ended0: Hypothesis | None = None  # the first that has ended its run, and the best score
+        best_ended = -math.inf  # of those (`max`: the first that is greater)
+        for h in previous:  # unpacked: faster than reading the fields by name
+            run, day, along_m, _, score, _, waiting, _, _, _ = h
+            key = (run_key[run], day)
+            prev_keys.append(key)
+            by_key[key] = (h, score, along_m,
+                           stay_arrived if along_m >= arrived_from[run] else 0.0,
+                           waited_reach if waiting else reach)  # fmt: skip
+            if not waiting and along_m >= ended_from[run]:
+                if ended0 is None:
+                    ended0 = h
+                if score > best_ended:
+                    best_ended = score
         tolerance = cfg.backtrack_tolerance_m
         scale = cfg.backtrack_scale_m
 
@@ -783,8 +791,7 @@ class Matcher:
         else:
             prev0 = previous[0]
             prev_block = self._run_block[prev0.run]
-            ended0 = ended[0] if ended else None
-            ended_block = self._run_block[ended[0].run] if ended else -1
+            ended_block = self._run_block[ended0.run] if ended0 is not None else -1
             # Switching run: the same sums as `switch_x + (switch_block if other else 0.0)`.
             mid_same = cfg.switch_mid_route + 0.0
             mid_other = cfg.switch_mid_route + cfg.switch_block
@@ -829,34 +836,35 @@ class Matcher:
 
         run_next = self._run_next
         for h, key in zip(previous, prev_keys, strict=True):
+            run, day, along_m, delay_s, score, misses, waiting, wait_spot, _, _ = h
             # A vehicle at the end of its run waits there for the next run of its block.
-            if h.waiting:
-                waiting_for = h.run
-            elif h.along_m >= arrived_from[h.run] and run_next[h.run] >= 0:
-                waiting_for = run_next[h.run]
+            if waiting:
+                waiting_for = run
+            elif along_m >= arrived_from[run] and run_next[run] >= 0:
+                waiting_for = run_next[run]
             else:
                 waiting_for = -1
             if waiting_for >= 0:
                 start_m = self._run_first_stop[waiting_for]
-                delay = ping.timestamp - self._departure_epoch(waiting_for, h.day)
+                delay = ping.timestamp - self._departure_epoch(waiting_for, day)
                 if delay >= -cfg.max_wait_s:
-                    cost = 0.0 if h.waiting else cfg.switch_block_next
-                    if h.waiting:
-                        spot = h.wait_spot
+                    cost = 0.0 if waiting else cfg.switch_block_next
+                    if waiting:
+                        spot = wait_spot
                     else:
-                        spot = self.network.point_at(self._run_shape[h.run], h.along_m)
+                        spot = self.network.point_at(self._run_shape[run], along_m)
                     start = self._start_point(waiting_for)
                     away_m = min(math.dist((x, y), spot), math.dist((x, y), start))
                     fit = self._gps_fit(away_m)
                     if away_m <= cfg.layover_radius_m:
                         fit = max(fit, cfg.layover_roaming_fit)
                     late = schedule_weight * min(0.0, -delay / cfg.late_scale_s)
-                    offer((waiting_for, h.day, start_m, delay, h.score + cost + fit + late, 0,
+                    offer((waiting_for, day, start_m, delay, score + cost + fit + late, 0,
                            True, spot, now_s, h if keep else None))  # fmt: skip
             # Runs with no candidate this ping are carried forward (an outlier, a detour).
-            if key not in new and h.misses < cfg.max_misses and not h.waiting:
-                delay = h.delay_s + dt_s if not math.isnan(h.delay_s) else h.delay_s
-                offer((h.run, h.day, h.along_m, delay, h.score + cfg.miss_cost, h.misses + 1,
+            if key not in new and misses < cfg.max_misses and not waiting:
+                delay = delay_s + dt_s if not math.isnan(delay_s) else delay_s
+                offer((run, day, along_m, delay, score + cfg.miss_cost, misses + 1,
                        False, _NO_SPOT, now_s, h if keep else None))  # fmt: skip
         if not new:
             return ()
@@ -865,7 +873,7 @@ class Matcher:
         ranked = sorted(new.values(), key=itemgetter(4), reverse=True)
         floor = ranked[0][4] - cfg.keep_score_margin
         return tuple(
-            _new_tuple(Hypothesis, o) for o in ranked[: cfg.keep_hypotheses] if o[4] >= floor
+            [_new_tuple(Hypothesis, o) for o in ranked[: cfg.keep_hypotheses] if o[4] >= floor]
         )
 
     def _departure_epoch(self, run: int, day: dt.date) -> float:
