@@ -566,25 +566,24 @@ class Matcher:
         passes_a = np.array(flat_passes, dtype=np.float64)
         n_pass = len(flat_passes)
         ping_of_pass = np.repeat(np.arange(len(pings)), [len(passes) for passes in snapped])
-        # Per ping and service day (0: yesterday, 1: today): seconds since the day's origin,
-        # the day's index in `dates`, and whether a run of that day may still be out.
-        dates: list[dt.date] = []
+        # Per ping and service day (0: yesterday, 1: today): the day's index in `dates`, seconds
+        # since the day's origin, and whether a run of that day may still be out.
         date_index: dict[dt.date, int] = {}
-        day_s = np.zeros((len(pings), 2))
         day_date = np.zeros((len(pings), 2), dtype=np.int64)
-        day_live = np.zeros((len(pings), 2), dtype=np.bool_)
         route = np.full(len(pings), -1, dtype=np.int64)  # -1: no route filter
+        one_day = dt.timedelta(days=1)
         for j in np.unique(ping_of_pass).tolist():
             ping = pings[j]
             today = net.local_date(ping.timestamp)
-            for d, day in enumerate((today - dt.timedelta(days=1), today)):
-                since_origin = ping.timestamp - net.day_origin(day)
-                day_s[j, d] = since_origin
-                day_date[j, d] = date_index.setdefault(day, len(date_index))
-                day_live[j, d] = not since_origin > self._latest_end_s + cfg.max_late_s
+            day_date[j, 0] = date_index.setdefault(today - one_day, len(date_index))
+            day_date[j, 1] = date_index.setdefault(today, len(date_index))
             if ping.route_id is not None:
                 route[j] = net.route_index.get(ping.route_id, -1)
         dates = list(date_index)
+        origin_s = np.array([net.day_origin(day) for day in dates])
+        stamp_s = np.array([p.timestamp for p in pings], dtype=np.float64)
+        day_s = stamp_s[:, None] - origin_s[day_date]
+        day_live = ~(day_s > self._latest_end_s + cfg.max_late_s)
         active = np.stack([net.active_runs(day) for day in dates])  # (date, run)
 
         # 1. Combinations: (pass, day) sorted by (ping, day, pass), then one per pattern.
