@@ -370,7 +370,20 @@ class Matcher:
         return snapped_of, candidates_of
 
     def _snap(self, x: FloatArray, y: FloatArray) -> list[tuple[Snapped, ...]]:
-        """Every shape pass near each point, as plain tuples per point."""
+        """Every shape pass near each point, as plain tuples per point.
+
+        A point repeated in the batch (a parked bus reports one position again and again: a
+        fifth of the WMATA day's pings repeat the vehicle's previous one) is snapped once.
+        """
+        xy = np.stack([x, y], axis=1)
+        unique_xy, inverse = np.unique(xy, axis=0, return_inverse=True)
+        if len(unique_xy) < len(xy):
+            once = self._snap_all(unique_xy[:, 0], unique_xy[:, 1])
+            return [once[k] for k in inverse.ravel().tolist()]
+        return self._snap_all(x, y)
+
+    def _snap_all(self, x: FloatArray, y: FloatArray) -> list[tuple[Snapped, ...]]:
+        """`_snap`, every point on its own."""
         snaps = self.network.snap(x, y, radius_m=self.config.snap_radius_m)
         bounds = np.searchsorted(snaps.point, np.arange(len(x) + 1)).tolist()
         rows = tuple(zip(snaps.shape_idx.tolist(), snaps.along_m.tolist(), snaps.offset_m.tolist(),
