@@ -28,6 +28,7 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from typing import NamedTuple
 from weakref import WeakKeyDictionary
@@ -576,8 +577,9 @@ class Matcher:
         if not flat_passes:
             return out
         # The passes of all pings, one row each (shape index, along, offset, heading, x, y).
-        passes_a = np.array(flat_passes, dtype=np.float64)
         n_pass = len(flat_passes)
+        passes_a = np.fromiter(chain.from_iterable(flat_passes), np.float64, 6 * n_pass)
+        passes_a = passes_a.reshape(n_pass, 6)
         ping_of_pass = np.repeat(np.arange(len(pings)), [len(passes) for passes in snapped])
         # Per ping and service day (0: yesterday, 1: today): the day's index in `dates`, seconds
         # since the day's origin, and whether a run of that day may still be out.
