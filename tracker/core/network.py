@@ -543,7 +543,7 @@ class _SegmentIndex:
         shape = self.shape[seg]
         # Chunks are numbered along each shape, shape after shape: sorting by (point, chunk)
         # lists each point's nearby stretches in order; a pass breaks at a gap.
-        order = np.lexsort((chunk, point))
+        order = np.argsort(point * len(chunks.first) + chunk)  # (point, chunk) pairs are unique
         point, shape, along, offset = point[order], shape[order], along[order], offset[order]
         seg, cx, cy = seg[order], cx[order], cy[order]
         first_along, last_along = first_along[order], last_along[order]
@@ -554,13 +554,16 @@ class _SegmentIndex:
                 | (shape[1:] != shape[:-1])
                 | (first_along[1:] - last_along[:-1] > 2.0 * radius_m + 1.0)
             )
-        group = np.cumsum(new_group) - 1
-        # Best (smallest offset, then least along, then `tie_rank`) row of each group.
-        best_order = np.lexsort((self.tie_rank[seg], along, offset, group))
-        first = np.ones(len(best_order), dtype=np.bool_)
-        if len(best_order) > 1:
-            first[1:] = group[best_order[1:]] != group[best_order[:-1]]
-        pick = best_order[first]
+        # Best (smallest offset, then least along, then `tie_rank`, unique per segment) row of
+        # each group: a group's rows are consecutive, each key narrows them in one reduction.
+        starts = np.flatnonzero(new_group)
+        sizes = np.diff(np.append(starts, len(point)))
+        best = np.ones(len(point), dtype=np.bool_)
+        if len(point):
+            for key in (offset, along, self.tie_rank[seg]):
+                masked = np.where(best, key, np.inf)
+                best &= masked == np.repeat(np.minimum.reduceat(masked, starts), sizes)
+        pick = np.flatnonzero(best)
         return SnapCandidates(
             point=point[pick],
             shape_idx=shape[pick],
