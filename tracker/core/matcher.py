@@ -122,10 +122,11 @@ Snapped = tuple[int, float, float, float, float, float]
 """One pass of a shape near a ping: (shape_idx, along_m, offset_m, heading_deg, x_m, y_m)."""
 
 
-_Candidate = tuple[int, dt.date, float, float, float, float, tuple[int, dt.date], int, bool]
+_Candidate = tuple[int, dt.date, float, float, float, float, int, int, bool]
 """A run the ping may be on, as `_step` reads it: (run, service day, along_m, delay_s (NaN on
-inexact runs), fit (`_fit` of the shape pass), prior (`_prior`), key (`_key`), block (`_run_block`),
-near_start (within `terminal_zone_m` of the run's first stop))."""
+inexact runs), fit (`_fits` of the shape pass), prior (`_prior`), run key (`_key` without the
+day: a batch holds hundreds of thousands of candidates, and a tuple fewer each spares the garbage
+collector), block (`_run_block`), near_start (within `terminal_zone_m` of the run's first stop))."""
 
 PingCache = dict[Ping, tuple[tuple[Snapped, ...], tuple[_Candidate, ...] | None]]
 """Snapped passes and candidates per ping: they depend on the ping alone (not on the vehicle's
@@ -679,7 +680,7 @@ class Matcher:
                 np.where(exact, delay, np.nan).tolist(),
                 fit_of_pass[used].tolist(),
                 prior.tolist(),
-                zip(self._run_key_a[run].tolist(), days, strict=True),
+                self._run_key_a[run].tolist(),
                 self._run_block_a[run].tolist(),
                 (along_c <= self._run_terminal_zone_end[run]).tolist(),
                 strict=True,
@@ -797,7 +798,8 @@ class Matcher:
             )  # fmt: skip
 
         if not previous:  # a first sighting: the delay prior and the fit
-            for run, day, along, delay, fit, prior, key, _, _ in candidates:
+            for run, day, along, delay, fit, prior, run_key_c, _, _ in candidates:
+                key = (run_key_c, day)
                 score = prior + fit
                 old = new.get(key)
                 if old is None or score > old[4]:
@@ -811,7 +813,8 @@ class Matcher:
             mid_other = cfg.switch_mid_route + cfg.switch_block
             start_same = cfg.switch_end_to_start + 0.0
             start_other = cfg.switch_end_to_start + cfg.switch_block
-            for run, day, along, delay, fit, prior, key, block, near_start in candidates:
+            for run, day, along, delay, fit, prior, run_key_c, block, near_start in candidates:
+                key = (run_key_c, day)
                 # The best way here: from the best hypothesis (mid-route switch), from the best
                 # ended one (to the start of a run), or along the same run; the first on a tie.
                 best = best_prev + (mid_same if block == prev_block else mid_other) + prior
