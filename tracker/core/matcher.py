@@ -377,6 +377,8 @@ class Matcher:
         A point repeated in the batch (a parked bus reports one position again and again: a
         fifth of the WMATA day's pings repeat the vehicle's previous one) is snapped once.
         """
+        if len(x) < 2:
+            return self._snap_all(x, y)
         xy = np.stack([x, y], axis=1)
         unique_xy, inverse = np.unique(xy, axis=0, return_inverse=True)
         if len(unique_xy) < len(xy):
@@ -588,7 +590,7 @@ class Matcher:
         day_date = np.zeros((len(pings), 2), dtype=np.int64)
         route = np.full(len(pings), -1, dtype=np.int64)  # -1: no route filter
         one_day = dt.timedelta(days=1)
-        for j in np.unique(ping_of_pass).tolist():
+        for j in [j for j, passes in enumerate(snapped) if passes]:
             ping = pings[j]
             today = net.local_date(ping.timestamp)
             day_date[j, 0] = date_index.setdefault(today - one_day, len(date_index))

@@ -527,8 +527,11 @@ class _SegmentIndex:
         point, chunk = chunks.tree.query(shapely.points(x, y))
         point, chunk = point.astype(np.int64), chunk.astype(np.int64)
         # Along long segments a chunk holds only a few: the pairs of such chunks are measured
-        # in a narrower matrix (each pair's numbers do not depend on the matrix's width).
+        # in a narrower matrix (each pair's numbers do not depend on the matrix's width), unless
+        # the pairs are too few to be worth a second pass (one point: tens of pairs).
         short = chunks.count[chunk] <= _NARROW_CHUNK
+        if len(chunk) < 256:
+            short[:] = False
         parts = [
             self._nearest_in_chunks(chunks, point[which], chunk[which], x, y, radius_m, width)
             for which, width in ((short, _NARROW_CHUNK), (~short, chunks.max_count))
