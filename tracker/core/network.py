@@ -529,14 +529,18 @@ class _SegmentIndex:
         # Along long segments a chunk holds only a few: the pairs of such chunks are measured
         # in a narrower matrix (each pair's numbers do not depend on the matrix's width), unless
         # the pairs are too few to be worth a second pass (one point: tens of pairs).
-        short = chunks.count[chunk] <= _NARROW_CHUNK
-        if len(chunk) < 256:
-            short[:] = False
-        parts = [
-            self._nearest_in_chunks(chunks, point[which], chunk[which], x, y, radius_m, width)
-            for which, width in ((short, _NARROW_CHUNK), (~short, chunks.max_count))
-            if which.any()
-        ] or [self._nearest_in_chunks(chunks, point, chunk, x, y, radius_m, chunks.max_count)]
+        parts = []
+        if len(chunk) >= 256:
+            short = chunks.count[chunk] <= _NARROW_CHUNK
+            parts = [
+                self._nearest_in_chunks(chunks, point[which], chunk[which], x, y, radius_m, width)
+                for which, width in ((short, _NARROW_CHUNK), (~short, chunks.max_count))
+                if which.any()
+            ]
+        if not parts:
+            parts = [
+                self._nearest_in_chunks(chunks, point, chunk, x, y, radius_m, chunks.max_count)
+            ]
         if len(parts) == 1:
             point, chunk, seg, offset, along, cx, cy, first_along, last_along = parts[0]
         else:
@@ -557,16 +561,7 @@ class _SegmentIndex:
                 | (shape[1:] != shape[:-1])
                 | (first_along[1:] - last_along[:-1] > 2.0 * radius_m + 1.0)
             )
-        # Best (smallest offset, then least along, then `tie_rank`, unique per segment) row of
-        # each group: a group's rows are consecutive, each key narrows them in one reduction.
-        starts = np.flatnonzero(new_group)
-        sizes = np.diff(np.append(starts, len(point)))
-        best = np.ones(len(point), dtype=np.bool_)
-        if len(point):
-            for key in (offset, along, self.tie_rank[seg]):
-                masked = np.where(best, key, np.inf)
-                best &= masked == np.repeat(np.minimum.reduceat(masked, starts), sizes)
-        pick = np.flatnonzero(best)
+        pick = _best_of_groups(new_group, offset, along, self.tie_rank[seg])
         return SnapCandidates(
             point=point[pick],
             shape_idx=shape[pick],
@@ -707,6 +702,30 @@ class _Chunks:
         else:
             boxes = np.zeros(0, dtype=object)
         return cls(first_a, count_a, int(count_a.max(initial=1)), shapely.STRtree(boxes))
+
+
+def _best_of_groups(
+    new_group: BoolArray, offset: FloatArray, along: FloatArray, rank: IntArray
+) -> IntArray:
+    """The best row of each group of consecutive rows (`new_group`: a group starts there), in
+    group order: the smallest offset, then the least along, then the least rank (unique).
+
+    Many rows: each key narrows every group in one reduction. Few (one point's): one lexsort,
+    which is fewer numpy calls. Both pick the same rows.
+    """
+    if len(new_group) < 256:
+        group = np.cumsum(new_group) - 1
+        order = np.lexsort((rank, along, offset, group))
+        first = np.ones(len(order), dtype=np.bool_)
+        first[1:] = group[order[1:]] != group[order[:-1]]
+        return order[first]
+    starts = np.flatnonzero(new_group)
+    sizes = np.diff(np.append(starts, len(new_group)))
+    best = np.ones(len(new_group), dtype=np.bool_)
+    for key in (offset, along, rank):
+        masked = np.where(best, key, np.inf)
+        best &= masked == np.repeat(np.minimum.reduceat(masked, starts), sizes)
+    return np.flatnonzero(best)
 
 
 def ragged_arange(starts: IntArray, counts: IntArray) -> IntArray:
