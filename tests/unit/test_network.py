@@ -677,6 +677,20 @@ def test_timetable_schedule_at_matches_schedule_at_to_the_bit(variants: Network)
             expected.append(float(schedule_at(pattern, np.array([row]), along)[0]))
     got = table.schedule_at(np.array(pattern_l), np.array(row_l), np.array(along_l))
     assert got.tolist() == expected
+    # Per spot: each (pattern, distance) once, with the rows of the runs timed there.
+    spot_of: dict[tuple[int, float], int] = {}
+    spot = [
+        spot_of.setdefault((p, along), len(spot_of))
+        for p, along in zip(pattern_l, along_l, strict=True)
+    ]
+    per_spot = table.schedule_at(
+        np.array([p for p, _ in spot_of], dtype=np.int64),
+        np.array(row_l),
+        np.array([along for _, along in spot_of]),
+        spot=np.array(spot),
+    )
+    assert len(spot_of) < len(spot)
+    assert per_spot.tolist() == expected
     # The runs of each pattern, in start order, as listed by the pattern.
     for p, pattern in enumerate(variants.patterns):
         start = table.starts.start

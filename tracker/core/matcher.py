@@ -28,13 +28,15 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from typing import NamedTuple
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
 from tracker.core.model import Match, Ping, Reason, State, rejected
-from tracker.core.network import FloatArray, Network, angle_diff_deg, ragged_arange
+from tracker.core.network import FloatArray, Network, ragged_arange
 from tracker.core.validate import MAX_SPEED_MPS, clean_hints, validate_ping
 
 
@@ -120,20 +122,23 @@ Snapped = tuple[int, float, float, float, float, float]
 """One pass of a shape near a ping: (shape_idx, along_m, offset_m, heading_deg, x_m, y_m)."""
 
 
-_Candidate = tuple[int, dt.date, float, float, float, float, tuple[int, dt.date], int, bool]
+_Candidate = tuple[int, dt.date, float, float, float, float, int, int, bool]
 """A run the ping may be on, as `_step` reads it: (run, service day, along_m, delay_s (NaN on
-inexact runs), fit (`_fit` of the shape pass), prior (`_prior`), key (`_key`), block (`_run_block`),
-near_start (within `terminal_zone_m` of the run's first stop))."""
+inexact runs), fit (`_fits` of the shape pass), prior (`_prior`), run key (`_key` without the
+day: a batch holds hundreds of thousands of candidates, and a tuple fewer each spares the garbage
+collector), block (`_run_block`), near_start (within `terminal_zone_m` of the run's first stop))."""
 
-PingCache = dict[Ping, tuple[list[Snapped], list[_Candidate] | None]]
+PingCache = dict[Ping, tuple[tuple[Snapped, ...], tuple[_Candidate, ...] | None]]
 """Snapped passes and candidates per ping: they depend on the ping alone (not on the vehicle's
 state), so matching the same pings again (hindsight's conflict rounds) can reuse them."""
 
 _Offer = tuple[
-    float, int, dt.date, float, float, int, bool, tuple[float, float], "Hypothesis | None"
+    int, dt.date, float, float, float, int, bool, tuple[float, float], float, "Hypothesis | None"
 ]
-"""What `_step` offers, before the kept few become `Hypothesis`: (score, run, day, along_m,
-delay_s, misses, waiting, wait_spot, parent)."""
+"""What `_step` offers, before the kept few become `Hypothesis`: a plain tuple of its fields in
+its order (score at 4), made one by `_new_tuple(Hypothesis, offer)` (no keyword handling)."""
+
+_new_tuple = tuple.__new__
 
 _NO_SPOT = (math.nan, math.nan)
 
@@ -147,6 +152,12 @@ snapped_lat goes, y where snapped_lon goes): `_complete` converts a batch of the
 _RunAnswer = tuple[str, str, "int | None", str, "float | None", int, float, float]
 """What `_describe` reads of a run: (route_id, trip_id, direction_id, shape_id, headway_s,
 shape_idx, first stop + `start_zone_m`, last stop - `arrival_zone_m`)."""
+
+
+_SHARED_TABLES: WeakKeyDictionary[Network, dict[MatcherConfig, dict[str, object]]] = (
+    WeakKeyDictionary()
+)
+"""`Matcher`'s tables per network and config (see `Matcher.__post_init__`)."""
 
 
 @dataclass
@@ -165,8 +176,22 @@ class Matcher:
     ping_cache: PingCache | None = None
 
     def __post_init__(self) -> None:
-        net = self.network
         self.path_ends: dict[str, list[Hypothesis]] = {}
+        # The tables (the `_` attributes) depend on the network and config alone, and are only
+        # read (or filled as caches of pure results): hindsight starts a matcher per vehicle and
+        # conflict round, so they are built once per network and config and shared.
+        by_config = _SHARED_TABLES.setdefault(self.network, {})
+        tables = by_config.get(self.config)
+        if tables is None:
+            self._build_tables()
+            by_config[self.config] = {k: v for k, v in vars(self).items() if k.startswith("_")}
+        else:
+            vars(self).update(tables)
+
+    def _build_tables(self) -> None:
+        """Per-run lists (read one element at a time) and per-pattern and per-run arrays (for
+        `_candidate_table`), see `__post_init__`."""
+        net = self.network
         self._run_shape = [net.patterns[p].shape_idx for p in net.runs.pattern_idx.tolist()]
         # Plain lists: read one element at a time per candidate, where numpy indexing is slow.
         self._run_first_stop = [
@@ -210,6 +235,7 @@ class Matcher:
             [float((p.arrival_s[:, -1] - p.departure_s[:, 0]).max()) if len(p.runs) else 0.0
              for p in net.patterns]
         )  # fmt: skip
+        self._pattern_late_reach_s, self._pattern_early_reach_s = self._pattern_reach()
         first_stop = np.array([float(p.stop_dist_m[0]) for p in net.patterns])
         self._pattern_start_zone_end = first_stop + cfg.start_zone_m
         # Patterns of each shape (in `patterns_of_shape` order): shape s has
@@ -223,6 +249,37 @@ class Matcher:
         self._run_terminal_zone_end = run_first_stop + cfg.terminal_zone_m
         self._run_key_a = np.array(self._run_key, dtype=np.int64)
         self._run_block_a = np.array(self._run_block, dtype=np.int64)
+
+    def _pattern_reach(self) -> tuple[FloatArray, FloatArray]:
+        """Per pattern, how far before and after a ping's time a run of it may start and still
+        pass `_candidate_table`'s delay test, in seconds: (late reach, early reach).
+
+        A run is scheduled anywhere along it between its start plus the least and the most of
+        its stop times' offsets from its start (a second wider, for the interpolation's
+        rounding); a kept run is at most `max_late_s` late and less early than the window
+        allows, or within half its headway (inexact runs). Patterns of inexact runs (every
+        frequency run of Nairobi's matatus) so bisect a window of a headway plus the trip's
+        length instead of more than an hour plus the trip's length. Infinite: no narrowing
+        (a pattern without runs, or with a time that is not a number).
+        """
+        cfg = self.config
+        net = self.network
+        late = np.full(len(net.patterns), math.inf)
+        early = np.full(len(net.patterns), math.inf)
+        for p, pattern in enumerate(net.patterns):
+            if not len(pattern.runs):
+                continue
+            start = net.runs.start_s[pattern.runs][:, None]
+            offsets = np.concatenate([pattern.departure_s - start, pattern.arrival_s - start])
+            exact = net.runs.exact_times[pattern.runs]
+            half_headway = net.runs.headway_s[pattern.runs][~exact] / 2
+            if not (np.isfinite(offsets).all() and np.isfinite(half_headway).all()):
+                continue
+            late_s = max([cfg.max_late_s] * bool(exact.any()) + half_headway.tolist())
+            early_s = math.inf if exact.any() else float(half_headway.max())
+            late[p] = late_s + float(offsets.max()) + 1.0
+            early[p] = early_s - float(offsets.min()) + 1.0
+        return late, early
 
     # --- public ------------------------------------------------------------------------------
 
@@ -288,13 +345,13 @@ class Matcher:
 
     def _prepare(
         self, pings: list[Ping], to_snap: list[int], x: FloatArray, y: FloatArray
-    ) -> tuple[dict[int, list[Snapped]], dict[int, list[_Candidate]]]:
+    ) -> tuple[dict[int, tuple[Snapped, ...]], dict[int, tuple[_Candidate, ...]]]:
         """Snapped passes of `pings[j]` for j in `to_snap`, and the candidates of those without a
         trip_id (the others need them only if their trip_id is not believed), each for the whole
         batch at once. Both depend on the ping alone; `ping_cache` keeps them."""
         cache = self.ping_cache if self.ping_cache is not None else {}
-        snapped_of: dict[int, list[Snapped]] = {}
-        candidates_of: dict[int, list[_Candidate]] = {}
+        snapped_of: dict[int, tuple[Snapped, ...]] = {}
+        candidates_of: dict[int, tuple[_Candidate, ...]] = {}
         for j in to_snap:
             found = cache.get(pings[j])
             if found is not None:
@@ -314,13 +371,28 @@ class Matcher:
                 self.ping_cache[pings[j]] = (snapped_of[j], candidates_of.get(j))
         return snapped_of, candidates_of
 
-    def _snap(self, x: FloatArray, y: FloatArray) -> list[list[Snapped]]:
-        """Every shape pass near each point, as plain tuples per point."""
+    def _snap(self, x: FloatArray, y: FloatArray) -> list[tuple[Snapped, ...]]:
+        """Every shape pass near each point, as plain tuples per point.
+
+        A point repeated in the batch (a parked bus reports one position again and again: a
+        fifth of the WMATA day's pings repeat the vehicle's previous one) is snapped once.
+        """
+        if len(x) < 2:
+            return self._snap_all(x, y)
+        xy = np.stack([x, y], axis=1)
+        unique_xy, inverse = np.unique(xy, axis=0, return_inverse=True)
+        if len(unique_xy) < len(xy):
+            once = self._snap_all(unique_xy[:, 0], unique_xy[:, 1])
+            return [once[k] for k in inverse.ravel().tolist()]
+        return self._snap_all(x, y)
+
+    def _snap_all(self, x: FloatArray, y: FloatArray) -> list[tuple[Snapped, ...]]:
+        """`_snap`, every point on its own."""
         snaps = self.network.snap(x, y, radius_m=self.config.snap_radius_m)
         bounds = np.searchsorted(snaps.point, np.arange(len(x) + 1)).tolist()
-        rows = list(zip(snaps.shape_idx.tolist(), snaps.along_m.tolist(), snaps.offset_m.tolist(),
-                        snaps.heading_deg.tolist(), snaps.x_m.tolist(), snaps.y_m.tolist(),
-                        strict=True))  # fmt: skip
+        rows = tuple(zip(snaps.shape_idx.tolist(), snaps.along_m.tolist(), snaps.offset_m.tolist(),
+                         snaps.heading_deg.tolist(), snaps.x_m.tolist(), snaps.y_m.tolist(),
+                         strict=True))  # fmt: skip
         return [rows[bounds[j] : bounds[j + 1]] for j in range(len(x))]
 
     def _follows_given_trip(self, ping: Ping) -> bool:
@@ -410,8 +482,8 @@ class Matcher:
         ping: Ping,
         x: float,
         y: float,
-        snapped: list[Snapped] | None,
-        candidates: list[_Candidate] | None,
+        snapped: tuple[Snapped, ...] | None,
+        candidates: tuple[_Candidate, ...] | None,
     ) -> Match | _Draft:
         """One ping; `snapped` is None when it was not snapped (it follows a given trip), and
         `candidates` when they were not found yet (it has a trip_id). A matched ping's answer is
@@ -445,7 +517,7 @@ class Matcher:
                 )
 
         if ping.trip_id is not None:
-            believed, why = self._believe_trip(ping, x, y, snapped or [], previous, dt_s)
+            believed, why = self._believe_trip(ping, x, y, snapped or (), previous, dt_s)
             if believed is not None:
                 return self._finish(ping, x, y, (believed,), believed, given_trip=True,
                                     off_route=False, reason=None)  # fmt: skip
@@ -481,8 +553,8 @@ class Matcher:
         )  # fmt: skip
 
     def _candidate_table(
-        self, pings: Sequence[Ping], snapped: Sequence[list[Snapped]]
-    ) -> list[list[_Candidate]]:
+        self, pings: Sequence[Ping], snapped: Sequence[tuple[Snapped, ...]]
+    ) -> list[tuple[_Candidate, ...]]:
         """The candidates of each ping (see `_Candidate`), for a batch of pings in one pass.
 
         A candidate is a run on a snapped shape, active on the service day (yesterday or today,
@@ -503,75 +575,74 @@ class Matcher:
         cfg = self.config
         net = self.network
         tt = self._timetable
-        out: list[list[_Candidate]] = [[] for _ in pings]
-        pass_ping: list[int] = []
-        pass_shape: list[int] = []
-        pass_along: list[float] = []
-        pass_fit: list[float] = []
-        for j, (ping, passes) in enumerate(zip(pings, snapped, strict=True)):
-            for shape_idx, along_m, offset_m, heading_deg, _, _ in passes:
-                pass_ping.append(j)
-                pass_shape.append(shape_idx)
-                pass_along.append(along_m)
-                pass_fit.append(self._fit(ping, offset_m, heading_deg))
-        if not pass_ping:
+        out: list[tuple[_Candidate, ...]] = [() for _ in pings]
+        flat_passes = [p for passes in snapped for p in passes]
+        if not flat_passes:
             return out
-        # Per ping and service day (0: yesterday, 1: today): seconds since the day's origin,
-        # the day's index in `dates`, and whether a run of that day may still be out.
-        dates: list[dt.date] = []
+        # The passes of all pings, one row each (shape index, along, offset, heading, x, y).
+        n_pass = len(flat_passes)
+        passes_a = np.fromiter(chain.from_iterable(flat_passes), np.float64, 6 * n_pass)
+        passes_a = passes_a.reshape(n_pass, 6)
+        ping_of_pass = np.repeat(np.arange(len(pings)), [len(passes) for passes in snapped])
+        # Per ping and service day (0: yesterday, 1: today): the day's index in `dates`, seconds
+        # since the day's origin, and whether a run of that day may still be out.
         date_index: dict[dt.date, int] = {}
-        day_s = np.zeros((len(pings), 2))
         day_date = np.zeros((len(pings), 2), dtype=np.int64)
-        day_live = np.zeros((len(pings), 2), dtype=np.bool_)
         route = np.full(len(pings), -1, dtype=np.int64)  # -1: no route filter
-        for j in sorted(set(pass_ping)):
+        one_day = dt.timedelta(days=1)
+        for j in [j for j, passes in enumerate(snapped) if passes]:
             ping = pings[j]
             today = net.local_date(ping.timestamp)
-            for d, day in enumerate((today - dt.timedelta(days=1), today)):
-                since_origin = ping.timestamp - net.day_origin(day)
-                day_s[j, d] = since_origin
-                day_date[j, d] = date_index.setdefault(day, len(date_index))
-                day_live[j, d] = not since_origin > self._latest_end_s + cfg.max_late_s
+            day_date[j, 0] = date_index.setdefault(today - one_day, len(date_index))
+            day_date[j, 1] = date_index.setdefault(today, len(date_index))
             if ping.route_id is not None:
                 route[j] = net.route_index.get(ping.route_id, -1)
         dates = list(date_index)
+        origin_s = np.array([net.day_origin(day) for day in dates])
+        stamp_s = np.array([p.timestamp for p in pings], dtype=np.float64)
+        day_s = stamp_s[:, None] - origin_s[day_date]
+        day_live = ~(day_s > self._latest_end_s + cfg.max_late_s)
         active = np.stack([net.active_runs(day) for day in dates])  # (date, run)
 
         # 1. Combinations: (pass, day) sorted by (ping, day, pass), then one per pattern.
-        n_pass = len(pass_ping)
-        ping_of_pass = np.array(pass_ping, dtype=np.int64)
         cpass = np.tile(np.arange(n_pass), 2)
         cday = np.repeat(np.arange(2), n_pass)
         order = np.lexsort((cpass, cday, ping_of_pass[cpass]))
         cpass, cday = cpass[order], cday[order]
         live = day_live[ping_of_pass[cpass], cday]
         cpass, cday = cpass[live], cday[live]
-        shape = np.array(pass_shape, dtype=np.int64)[cpass]
+        shape = passes_a[cpass, 0].astype(np.int64)
         n_patterns = self._shape_pattern_count[shape]
         pattern = self._shape_pattern[ragged_arange(self._shape_pattern_first[shape], n_patterns)]
         of_combo = np.repeat(np.arange(len(cpass)), n_patterns)
         cpass, cday = cpass[of_combo], cday[of_combo]
         cping = ping_of_pass[cpass]
-        along = np.array(pass_along)[cpass]
+        along = passes_a[cpass, 1]
         s = day_s[cping, cday]
         # 2. Each combination's window of runs by start time (long at the first stop).
         early_s = np.where(
             along <= self._pattern_start_zone_end[pattern], cfg.max_wait_s, cfg.max_early_s
         )
-        earliest_s = s - cfg.max_late_s - self._pattern_max_duration[pattern]
+        earliest_s = np.maximum(
+            s - cfg.max_late_s - self._pattern_max_duration[pattern],
+            s - self._pattern_late_reach_s[pattern],
+        )
+        latest_s = np.minimum(s + early_s, s + self._pattern_early_reach_s[pattern])
         lo = tt.starts.bisect(pattern, earliest_s, side="left")
-        hi = tt.starts.bisect(pattern, s + early_s, side="right")
+        hi = tt.starts.bisect(pattern, latest_s, side="right")
         n_runs = np.maximum(hi - lo, 0)
         # 3. One row per run of the windows.
         combo = np.repeat(np.arange(len(lo)), n_runs)
         at = ragged_arange(lo, n_runs)  # position in `tt.run`
         run = tt.run[at]
-        keep = active[day_date[cping[combo], cday[combo]], run]
-        route_of = route[cping[combo]]
-        keep &= (route_of < 0) | (net.run_route[run] == route_of)
+        combo_date = day_date[cping, cday]
+        keep = active[combo_date[combo], run]
+        if (route >= 0).any():
+            route_of = route[cping][combo]
+            keep &= (route_of < 0) | (net.run_route[run] == route_of)
         combo, at, run = combo[keep], at[keep], run[keep]
-        p = pattern[combo]
-        delay = s[combo] - tt.schedule_at(p, at - tt.starts.start[p], along[combo])
+        row = at - tt.starts.start[pattern[combo]]
+        delay = s[combo] - tt.schedule_at(pattern, row, along, spot=combo)
         exact = net.runs.exact_times[run]
         half_headway = net.runs.headway_s[run] / 2
         early = early_s[combo]
@@ -597,16 +668,21 @@ class Matcher:
         ping_c = cping[combo]
         day_of = np.empty(len(dates), dtype=object)
         day_of[:] = dates
-        days = day_of[day_date[ping_c, cday[combo]]].tolist()
-        flat = list(
+        days = day_of[combo_date[combo]].tolist()
+        used = cpass[combo]
+        fit_of_pass = np.zeros(n_pass)
+        some = np.unique(used)
+        fit_of_pass[some] = self._fits(pings, ping_of_pass[some].tolist(),
+                                       [flat_passes[k] for k in some.tolist()])  # fmt: skip
+        flat = tuple(
             zip(
                 run.tolist(),
                 days,
                 along_c.tolist(),
                 np.where(exact, delay, np.nan).tolist(),
-                np.array(pass_fit)[cpass[combo]].tolist(),
+                fit_of_pass[used].tolist(),
                 prior.tolist(),
-                zip(self._run_key_a[run].tolist(), days, strict=True),
+                self._run_key_a[run].tolist(),
                 self._run_block_a[run].tolist(),
                 (along_c <= self._run_terminal_zone_end[run]).tolist(),
                 strict=True,
@@ -625,16 +701,30 @@ class Matcher:
         cfg = self.config
         return max(-0.5 * (offset_m / cfg.gps_sigma_m) ** 2, cfg.gps_floor)
 
-    def _fit(self, ping: Ping, offset_m: float, heading_deg: float) -> float:
-        """How well one fix fits a shape pass: distance to the shape, and bearing."""
+    def _fits(
+        self, pings: Sequence[Ping], ping_of: list[int], passes: list[Snapped]
+    ) -> list[float]:
+        """How well each fix `pings[ping_of[i]]` fits shape pass `passes[i]`: the distance to
+        the shape (`_gps_fit`) plus, if the bus moves, its bearing against the shape's."""
         cfg = self.config
-        score = self._gps_fit(offset_m)
-        if ping.bearing_deg is not None and (
-            ping.speed_mps is None or ping.speed_mps >= cfg.min_speed_for_bearing_mps
-        ):
-            diff = angle_diff_deg(ping.bearing_deg, heading_deg)
-            score += cfg.bearing_weight * (math.cos(math.radians(diff)) - 1.0)
-        return score
+        sigma_m, floor, weight = cfg.gps_sigma_m, cfg.gps_floor, cfg.bearing_weight
+        bearing_of = [
+            p.bearing_deg
+            if p.speed_mps is None or p.speed_mps >= cfg.min_speed_for_bearing_mps
+            else None
+            for p in pings
+        ]
+        out: list[float] = []
+        for j, (_, _, offset_m, heading_deg, _, _) in zip(ping_of, passes, strict=True):
+            fit = max(-0.5 * (offset_m / sigma_m) ** 2, floor)
+            bearing = bearing_of[j]
+            if bearing is not None:
+                diff = abs(bearing - heading_deg) % 360.0  # `angle_diff_deg`, inline
+                if diff > 180.0:
+                    diff = 360.0 - diff
+                fit += weight * (math.cos(math.radians(diff)) - 1.0)
+            out.append(fit)
+        return out
 
     def _key(self, run: int, day: dt.date) -> tuple[int, dt.date]:
         """Hypotheses continue per run; on inexact frequency runs, per trip (any departure)."""
@@ -654,26 +744,49 @@ class Matcher:
         ping: Ping,
         x: float,
         y: float,
-        candidates: list[_Candidate],
+        candidates: tuple[_Candidate, ...],
         previous: tuple[Hypothesis, ...],
         dt_s: float,
     ) -> tuple[Hypothesis, ...]:
         """The vehicle's new hypotheses, best first, from its `previous` ones and this ping.
 
         Every candidate and carried-forward run is *offered*: per key (`_key`) the best score
-        wins, the first offered on a tie. Offers are plain tuples, (score, run, day, along_m,
-        delay_s, misses, waiting, wait_spot, parent); only the kept few become `Hypothesis`.
+        wins, the first offered on a tie. Offers are plain tuples of a `Hypothesis`'s fields
+        (`_Offer`); only the kept few become `Hypothesis`.
         """
         cfg = self.config
         run_key = self._run_key
-        prev_keys = [(run_key[h.run], h.day) for h in previous]
-        by_key = dict(zip(prev_keys, previous, strict=True))
-        best_prev = previous[0].score if previous else 0.0
+        arrived_from = self._run_arrived_from
         ended_from = self._run_ended_from  # near the end of their runs
-        ended = [h for h in previous if not h.waiting and h.along_m >= ended_from[h.run]]
-        best_ended = max((h.score for h in ended), default=-math.inf)
+        best_prev = previous[0].score if previous else 0.0
         # Per-ping weight of the schedule: buses keep roughly to it, early less than late.
         schedule_weight = cfg.schedule_weight * min(dt_s, 120.0) / 30.0
+        # Moving on along the same run, per key: the previous hypothesis, its score, where it
+        # was, what staying there costs (an arrived run gives way to its block's next one) and
+        # how far it may go without cost (waiting: anywhere near the terminal, not exactly at
+        # the first stop). Backtracking past the GPS noise, or going farther than that, costs in
+        # proportion.
+        reach = cfg.max_speed_mps * dt_s + cfg.backtrack_tolerance_m
+        waited_reach = reach + cfg.layover_radius_m
+        stay_arrived = 0.0 + cfg.arrived_cost
+        by_key: dict[tuple[int, dt.date], tuple[Hypothesis, float, float, float, float]] = {}
+        prev_keys: list[tuple[int, dt.date]] = []
+        ended0: Hypothesis | None = None  # the first that has ended its run, and the best score
+        best_ended = -math.inf  # of those (`max`: the first that is greater)
+        for h in previous:  # unpacked: faster than reading the fields by name
+            run, day, along_m, _, score, _, waiting, _, _, _ = h
+            key = (run_key[run], day)
+            prev_keys.append(key)
+            by_key[key] = (h, score, along_m,
+                           stay_arrived if along_m >= arrived_from[run] else 0.0,
+                           waited_reach if waiting else reach)  # fmt: skip
+            if not waiting and along_m >= ended_from[run]:
+                if ended0 is None:
+                    ended0 = h
+                if score > best_ended:
+                    best_ended = score
+        tolerance = cfg.backtrack_tolerance_m
+        scale = cfg.backtrack_scale_m
 
         new: dict[tuple[int, dt.date], _Offer] = {}
         now_s = ping.timestamp
@@ -681,28 +794,29 @@ class Matcher:
 
         excluded = self.exclusions.get(ping.vehicle_id)
         if excluded is not None:  # runs another vehicle holds now are never offered
-            candidates = [
+            candidates = tuple(
                 c for c in candidates
                 if not any(t0 <= now_s <= t1 for t0, t1 in excluded.get((c[0], c[1]), ()))
-            ]  # fmt: skip
+            )  # fmt: skip
 
         if not previous:  # a first sighting: the delay prior and the fit
-            for run, day, along, delay, fit, prior, key, _, _ in candidates:
+            for run, day, along, delay, fit, prior, run_key_c, _, _ in candidates:
+                key = (run_key_c, day)
                 score = prior + fit
                 old = new.get(key)
-                if old is None or score > old[0]:
-                    new[key] = (score, run, day, along, delay, 0, False, _NO_SPOT, None)
+                if old is None or score > old[4]:
+                    new[key] = (run, day, along, delay, score, 0, False, _NO_SPOT, now_s, None)
         else:
             prev0 = previous[0]
             prev_block = self._run_block[prev0.run]
-            ended0 = ended[0] if ended else None
-            ended_block = self._run_block[ended[0].run] if ended else -1
+            ended_block = self._run_block[ended0.run] if ended0 is not None else -1
             # Switching run: the same sums as `switch_x + (switch_block if other else 0.0)`.
             mid_same = cfg.switch_mid_route + 0.0
             mid_other = cfg.switch_mid_route + cfg.switch_block
             start_same = cfg.switch_end_to_start + 0.0
             start_other = cfg.switch_end_to_start + cfg.switch_block
-            for run, day, along, delay, fit, prior, key, block, near_start in candidates:
+            for run, day, along, delay, fit, prior, run_key_c, block, near_start in candidates:
+                key = (run_key_c, day)
                 # The best way here: from the best hypothesis (mid-route switch), from the best
                 # ended one (to the start of a run), or along the same run; the first on a tie.
                 best = best_prev + (mid_same if block == prev_block else mid_other) + prior
@@ -714,88 +828,75 @@ class Matcher:
                         best, parent = score, ended0
                 same = by_key.get(key)
                 if same is not None:
-                    score = same.score + self._continue_cost(same, along, dt_s)
+                    h, score, was_m, cost, reach_m = same
+                    moved = along - was_m
+                    if moved < -tolerance:
+                        cost -= (-moved - tolerance) / scale
+                    if moved > reach_m:
+                        cost -= (moved - reach_m) / scale
+                    score += cost
                     if score > best:
-                        best, parent = score, same
+                        best, parent = score, h
                 score = best + fit + schedule_weight * prior
                 old = new.get(key)
-                if old is None or score > old[0]:
-                    new[key] = (score, run, day, along, delay, 0, False, _NO_SPOT,
+                if old is None or score > old[4]:
+                    new[key] = (run, day, along, delay, score, 0, False, _NO_SPOT, now_s,
                                 parent if keep else None)  # fmt: skip
 
         def offer(o: _Offer) -> None:
             if excluded is not None and any(
-                t0 <= now_s <= t1 for t0, t1 in excluded.get((o[1], o[2]), ())
+                t0 <= now_s <= t1 for t0, t1 in excluded.get((o[0], o[1]), ())
             ):
                 return
-            key = self._key(o[1], o[2])
+            key = (run_key[o[0]], o[1])
             old = new.get(key)
-            if old is None or o[0] > old[0]:
+            if old is None or o[4] > old[4]:
                 new[key] = o
 
+        run_next = self._run_next
         for h, key in zip(previous, prev_keys, strict=True):
+            run, day, along_m, delay_s, score, misses, waiting, wait_spot, _, _ = h
             # A vehicle at the end of its run waits there for the next run of its block.
-            waiting_for = h.run if h.waiting else self._next_in_block(h)
-            if waiting_for is not None:
+            if waiting:
+                waiting_for = run
+            elif along_m >= arrived_from[run] and run_next[run] >= 0:
+                waiting_for = run_next[run]
+            else:
+                waiting_for = -1
+            if waiting_for >= 0:
                 start_m = self._run_first_stop[waiting_for]
-                delay = ping.timestamp - self._departure_epoch(waiting_for, h.day)
+                delay = ping.timestamp - self._departure_epoch(waiting_for, day)
                 if delay >= -cfg.max_wait_s:
-                    cost = 0.0 if h.waiting else cfg.switch_block_next
-                    if h.waiting:
-                        spot = h.wait_spot
+                    cost = 0.0 if waiting else cfg.switch_block_next
+                    if waiting:
+                        spot = wait_spot
                     else:
-                        spot = self.network.point_at(self._run_shape[h.run], h.along_m)
+                        spot = self.network.point_at(self._run_shape[run], along_m)
                     start = self._start_point(waiting_for)
                     away_m = min(math.dist((x, y), spot), math.dist((x, y), start))
                     fit = self._gps_fit(away_m)
                     if away_m <= cfg.layover_radius_m:
                         fit = max(fit, cfg.layover_roaming_fit)
                     late = schedule_weight * min(0.0, -delay / cfg.late_scale_s)
-                    offer((h.score + cost + fit + late, waiting_for, h.day, start_m, delay, 0,
-                           True, spot, h if keep else None))  # fmt: skip
+                    offer((waiting_for, day, start_m, delay, score + cost + fit + late, 0,
+                           True, spot, now_s, h if keep else None))  # fmt: skip
             # Runs with no candidate this ping are carried forward (an outlier, a detour).
-            if key not in new and h.misses < cfg.max_misses and not h.waiting:
-                delay = h.delay_s + dt_s if not math.isnan(h.delay_s) else h.delay_s
-                offer((h.score + cfg.miss_cost, h.run, h.day, h.along_m, delay, h.misses + 1,
-                       False, _NO_SPOT, h if keep else None))  # fmt: skip
+            if key not in new and misses < cfg.max_misses and not waiting:
+                delay = delay_s + dt_s if not math.isnan(delay_s) else delay_s
+                offer((run, day, along_m, delay, score + cfg.miss_cost, misses + 1,
+                       False, _NO_SPOT, now_s, h if keep else None))  # fmt: skip
         if not new:
             return ()
         # Scores are path log-likelihoods; only their differences matter, so they are not
         # renormalised (float64 keeps ample precision over a day of pings).
-        ranked = sorted(new.values(), key=itemgetter(0), reverse=True)
-        floor = ranked[0][0] - cfg.keep_score_margin
+        ranked = sorted(new.values(), key=itemgetter(4), reverse=True)
+        floor = ranked[0][4] - cfg.keep_score_margin
         return tuple(
-            Hypothesis(run, day, along, delay, score, misses, waiting, spot, now_s, parent)
-            for score, run, day, along, delay, misses, waiting, spot, parent in ranked[
-                : cfg.keep_hypotheses
-            ]
-            if score >= floor
+            [_new_tuple(Hypothesis, o) for o in ranked[: cfg.keep_hypotheses] if o[4] >= floor]
         )
-
-    def _next_in_block(self, h: Hypothesis) -> int | None:
-        if h.waiting or h.along_m < self._run_arrived_from[h.run]:
-            return None
-        nxt = self._run_next[h.run]
-        return nxt if nxt >= 0 else None
 
     def _departure_epoch(self, run: int, day: dt.date) -> float:
         return self.network.day_origin(day) + self._run_start_s[run]
-
-    def _continue_cost(self, prev: Hypothesis, along_m: float, dt_s: float) -> float:
-        """Cost of a vehicle moving from `prev` to `along_m` on the same run in `dt_s` seconds."""
-        cfg = self.config
-        moved = along_m - prev.along_m
-        cost = 0.0
-        if prev.along_m >= self._run_arrived_from[prev.run]:
-            cost += cfg.arrived_cost  # an arrived run gives way to the block's next one
-        if moved < -cfg.backtrack_tolerance_m:
-            cost -= (-moved - cfg.backtrack_tolerance_m) / cfg.backtrack_scale_m
-        reach = cfg.max_speed_mps * dt_s + cfg.backtrack_tolerance_m
-        if prev.waiting:  # it waited anywhere near the terminal, not exactly at the first stop
-            reach += cfg.layover_radius_m
-        if moved > reach:
-            cost -= (moved - reach) / cfg.backtrack_scale_m
-        return cost
 
     # --- trip hints -----------------------------------------------------------------------------
 
@@ -804,7 +905,7 @@ class Matcher:
         ping: Ping,
         x: float,
         y: float,
-        snapped: list[Snapped],
+        snapped: tuple[Snapped, ...],
         previous: tuple[Hypothesis, ...],
         dt_s: float,
     ) -> tuple[Hypothesis | None, tuple[Reason, str] | None]:

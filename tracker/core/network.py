@@ -427,27 +427,36 @@ class Timetable:
             arrival_s=np.concatenate([p.arrival_s.ravel() for p in patterns] + flat),
         )
 
-    def schedule_at(self, pattern: IntArray, row: IntArray, along_m: FloatArray) -> FloatArray:
+    def schedule_at(
+        self, pattern: IntArray, row: IntArray, along_m: FloatArray, *, spot: IntArray | None = None
+    ) -> FloatArray:
         """`schedule_at(patterns[pattern[i]], [row[i]], along_m[i])` for every i: the same
-        arithmetic, element by element."""
+        arithmetic, element by element.
+
+        With `spot`, `pattern` and `along_m` are per spot and element i is run row `row[i]` at
+        spot `spot[i]`: the stops around a spot are found once for all the runs timed there.
+        """
         first_stop = self.stops.start[pattern]
         k = self.stops.bisect(pattern, along_m, side="right") - first_stop - 1
         n = self.n_stops[pattern]
-        base = self.time_start[pattern] + row * n
         between = (k >= 0) & (k < n - 1)
         k0 = np.where(between, k, 0)
-        k1 = np.where(between, k + 1, 0)
         d0 = self.stops.values[first_stop + k0]
-        span = self.stops.values[first_stop + k1] - d0
+        span = self.stops.values[first_stop + np.where(between, k + 1, 0)] - d0
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.where(span > 0, (along_m - d0) / span, 0.0)
-        dep = self.departure_s[base + k0]
-        interpolated = dep + frac * (self.arrival_s[base + k1] - dep)
-        return np.where(
-            k < 0,
-            self.departure_s[base],
-            np.where(between, interpolated, self.arrival_s[base + n - 1]),
-        )
+        before = k < 0
+        if spot is not None:
+            pattern, n, between, k0 = pattern[spot], n[spot], between[spot], k0[spot]
+            frac, before = frac[spot], before[spot]
+        base = self.time_start[pattern] + row * n
+        at = base + k0
+        dep = self.departure_s[at]  # k0 is 0 before the first stop: the first departure
+        interpolated = dep + frac * (self.arrival_s[at + between] - dep)
+        return np.where(before, dep, np.where(between, interpolated, self.arrival_s[base + n - 1]))
+
+
+_NARROW_CHUNK = 4  # see `_SegmentIndex.snap`
 
 
 class _SegmentIndex:
@@ -517,8 +526,68 @@ class _SegmentIndex:
         chunks = self._chunks(radius_m)
         point, chunk = chunks.tree.query(shapely.points(x, y))
         point, chunk = point.astype(np.int64), chunk.astype(np.int64)
+        # Along long segments a chunk holds only a few: the pairs of such chunks are measured
+        # in a narrower matrix (each pair's numbers do not depend on the matrix's width), unless
+        # the pairs are too few to be worth a second pass (one point: tens of pairs).
+        parts = []
+        if len(chunk) >= 256:
+            short = chunks.count[chunk] <= _NARROW_CHUNK
+            parts = [
+                self._nearest_in_chunks(chunks, point[which], chunk[which], x, y, radius_m, width)
+                for which, width in ((short, _NARROW_CHUNK), (~short, chunks.max_count))
+                if which.any()
+            ]
+        if not parts:
+            parts = [
+                self._nearest_in_chunks(chunks, point, chunk, x, y, radius_m, chunks.max_count)
+            ]
+        if len(parts) == 1:
+            point, chunk, seg, offset, along, cx, cy, first_along, last_along = parts[0]
+        else:
+            point, chunk, seg, offset, along, cx, cy, first_along, last_along = (
+                np.concatenate(arrays) for arrays in zip(*parts, strict=True)
+            )
+        shape = self.shape[seg]
+        # Chunks are numbered along each shape, shape after shape: sorting by (point, chunk)
+        # lists each point's nearby stretches in order; a pass breaks at a gap.
+        order = np.argsort(point * len(chunks.first) + chunk)  # (point, chunk) pairs are unique
+        point, shape, along, offset = point[order], shape[order], along[order], offset[order]
+        seg, cx, cy = seg[order], cx[order], cy[order]
+        first_along, last_along = first_along[order], last_along[order]
+        new_group = np.ones(len(point), dtype=np.bool_)
+        if len(point) > 1:
+            new_group[1:] = (
+                (point[1:] != point[:-1])
+                | (shape[1:] != shape[:-1])
+                | (first_along[1:] - last_along[:-1] > 2.0 * radius_m + 1.0)
+            )
+        pick = _best_of_groups(new_group, offset, along, self.tie_rank[seg])
+        return SnapCandidates(
+            point=point[pick],
+            shape_idx=shape[pick],
+            along_m=along[pick],
+            offset_m=offset[pick],
+            heading_deg=self.heading[seg[pick]],
+            x_m=cx[pick],
+            y_m=cy[pick],
+        )
+
+    def _nearest_in_chunks(
+        self,
+        chunks: _Chunks,
+        point: IntArray,
+        chunk: IntArray,
+        x: FloatArray,
+        y: FloatArray,
+        radius_m: float,
+        width: int,
+    ) -> tuple[IntArray, IntArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray,
+               FloatArray, FloatArray]:  # fmt: skip
+        """For `snap`: of each (point, chunk) pair whose chunk has at most `width` segments and
+        comes within `radius_m`, (point, chunk, nearest segment, offset, along, cx, cy, and the
+        first and last along of the near segments)."""
         # (pair, k): the k-th segment of the pair's chunk; past the chunk's end, its last one.
-        k = np.arange(chunks.max_count)
+        k = np.arange(width)
         seg = chunks.first[chunk, None] + np.minimum(k, chunks.count[chunk, None] - 1)
         px, py = x[point, None], y[point, None]
         t, offset, cx, cy = self._project(seg, px, py)
@@ -540,36 +609,7 @@ class _SegmentIndex:
         last_along = np.where(near, along, -np.inf).max(axis=1)
         offset, along = offset[rows, best_k], along[rows, best_k]
         seg, cx, cy = seg[rows, best_k], cx[rows, best_k], cy[rows, best_k]
-        shape = self.shape[seg]
-        # Chunks are numbered along each shape, shape after shape: sorting by (point, chunk)
-        # lists each point's nearby stretches in order; a pass breaks at a gap.
-        order = np.lexsort((chunk, point))
-        point, shape, along, offset = point[order], shape[order], along[order], offset[order]
-        seg, cx, cy = seg[order], cx[order], cy[order]
-        first_along, last_along = first_along[order], last_along[order]
-        new_group = np.ones(len(point), dtype=np.bool_)
-        if len(point) > 1:
-            new_group[1:] = (
-                (point[1:] != point[:-1])
-                | (shape[1:] != shape[:-1])
-                | (first_along[1:] - last_along[:-1] > 2.0 * radius_m + 1.0)
-            )
-        group = np.cumsum(new_group) - 1
-        # Best (smallest offset, then least along, then `tie_rank`) row of each group.
-        best_order = np.lexsort((self.tie_rank[seg], along, offset, group))
-        first = np.ones(len(best_order), dtype=np.bool_)
-        if len(best_order) > 1:
-            first[1:] = group[best_order[1:]] != group[best_order[:-1]]
-        pick = best_order[first]
-        return SnapCandidates(
-            point=point[pick],
-            shape_idx=shape[pick],
-            along_m=along[pick],
-            offset_m=offset[pick],
-            heading_deg=self.heading[seg[pick]],
-            x_m=cx[pick],
-            y_m=cy[pick],
-        )
+        return point, chunk, seg, offset, along, cx, cy, first_along, last_along
 
     def _chunks(self, radius_m: float) -> _Chunks:
         """The chunk index for one snapping radius (built on first use)."""
@@ -662,6 +702,30 @@ class _Chunks:
         else:
             boxes = np.zeros(0, dtype=object)
         return cls(first_a, count_a, int(count_a.max(initial=1)), shapely.STRtree(boxes))
+
+
+def _best_of_groups(
+    new_group: BoolArray, offset: FloatArray, along: FloatArray, rank: IntArray
+) -> IntArray:
+    """The best row of each group of consecutive rows (`new_group`: a group starts there), in
+    group order: the smallest offset, then the least along, then the least rank (unique).
+
+    Many rows: each key narrows every group in one reduction. Few (one point's): one lexsort,
+    which is fewer numpy calls. Both pick the same rows.
+    """
+    if len(new_group) < 256:
+        group = np.cumsum(new_group) - 1
+        order = np.lexsort((rank, along, offset, group))
+        first = np.ones(len(order), dtype=np.bool_)
+        first[1:] = group[order[1:]] != group[order[:-1]]
+        return order[first]
+    starts = np.flatnonzero(new_group)
+    sizes = np.diff(np.append(starts, len(new_group)))
+    best = np.ones(len(new_group), dtype=np.bool_)
+    for key in (offset, along, rank):
+        masked = np.where(best, key, np.inf)
+        best &= masked == np.repeat(np.minimum.reduceat(masked, starts), sizes)
+    return np.flatnonzero(best)
 
 
 def ragged_arange(starts: IntArray, counts: IntArray) -> IntArray:
