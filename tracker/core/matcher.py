@@ -236,6 +236,7 @@ class Matcher:
              for p in net.patterns]
         )  # fmt: skip
         self._pattern_late_reach_s, self._pattern_early_reach_s = self._pattern_reach()
+        self._pattern_shift_reach_s, self._pattern_first_start_s = self._pattern_shifted()
         first_stop = np.array([float(p.stop_dist_m[0]) for p in net.patterns])
         self._pattern_start_zone_end = first_stop + cfg.start_zone_m
         # Patterns of each shape (in `patterns_of_shape` order): shape s has
@@ -280,6 +281,28 @@ class Matcher:
             late[p] = late_s + float(offsets.max()) + 1.0
             early[p] = early_s - float(offsets.min()) + 1.0
         return late, early
+
+    def _pattern_shifted(self) -> tuple[FloatArray, FloatArray]:
+        """Per pattern of inexact runs only (every frequency trip of Nairobi's matatus): how far
+        from the start its first run's timetable, shifted, puts a spot a run may start and still
+        pass the delay test (half the longest headway, the most any run's stop times stray from
+        the first run's, and a second for rounding), and the first run's start. Infinite: no
+        such pattern."""
+        net = self.network
+        reach = np.full(len(net.patterns), math.inf)
+        first_start = np.zeros(len(net.patterns))
+        for p, pattern in enumerate(net.patterns):
+            runs = pattern.runs
+            if not len(runs) or net.runs.exact_times[runs].any():
+                continue
+            start = net.runs.start_s[runs][:, None]
+            stray_s = max(
+                float(np.abs(offsets - offsets[0]).max())
+                for offsets in (pattern.departure_s - start, pattern.arrival_s - start)
+            )
+            reach[p] = float(net.runs.headway_s[runs].max()) / 2 + stray_s + 1.0
+            first_start[p] = float(start[0, 0])
+        return reach, first_start
 
     # --- public ------------------------------------------------------------------------------
 
@@ -628,6 +651,18 @@ class Matcher:
             s - self._pattern_late_reach_s[pattern],
         )
         latest_s = np.minimum(s + early_s, s + self._pattern_early_reach_s[pattern])
+        shifted = np.flatnonzero(np.isfinite(self._pattern_shift_reach_s[pattern]))
+        if len(shifted):
+            # A run of such a pattern is scheduled here at its start plus the first run's time
+            # from its start (give or take the reach): bisect around that, not the whole trip.
+            sp = pattern[shifted]
+            first_row = np.zeros(len(shifted), dtype=np.int64)
+            aim_s = s[shifted] - (
+                tt.schedule_at(sp, first_row, along[shifted]) - self._pattern_first_start_s[sp]
+            )
+            reach_s = self._pattern_shift_reach_s[sp]
+            earliest_s[shifted] = np.maximum(earliest_s[shifted], aim_s - reach_s)
+            latest_s[shifted] = np.minimum(latest_s[shifted], aim_s + reach_s)
         lo = tt.starts.bisect(pattern, earliest_s, side="left")
         hi = tt.starts.bisect(pattern, latest_s, side="right")
         n_runs = np.maximum(hi - lo, 0)
