@@ -39,6 +39,29 @@ def test_tracker_environment_names_are_settings(compose: dict[str, Any]) -> None
     assert required <= set(environment)
 
 
+def test_defaults_in_compose_and_env_example_are_the_settings_defaults(
+    compose: dict[str, Any],
+) -> None:
+    """`${TRACKER_X:-default}` in compose.yaml and `TRACKER_X=value` in .env.example repeat the
+    settings' own defaults, or production would quietly run with other values."""
+    given = {
+        name: match.group(1)
+        for name, value in compose["services"]["tracker"]["environment"].items()
+        if (match := re.fullmatch(r"\$\{" + name + r":-(.*)\}", str(value)))
+    }
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name.startswith(ENV_PREFIX):
+            given[name] = value
+    assert "TRACKER_BATCH_INTERVAL_S" in given
+    for name, value in given.items():
+        field = name.removeprefix(ENV_PREFIX).lower()
+        if name == "TRACKER_MQTT_CLIENT_ID":  # one per tracker of a deployment, on purpose
+            continue
+        default = Settings.model_fields[field].default
+        assert type(default)(value) == default, (name, value, default)
+
+
 def test_tracker_urls_point_at_the_compose_services(compose: dict[str, Any]) -> None:
     environment = compose["services"]["tracker"]["environment"]
     assert environment["TRACKER_BROKER_URL"] == "mqtt://mosquitto:1883"
