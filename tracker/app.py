@@ -1,9 +1,9 @@
 """The live service as a FastAPI app: `create_app(settings)`.
 
 The lifespan owns every resource, opened in order and closed in reverse: the GTFS network, the
-database pool, the websocket hub, the MQTT client, and the background tasks (hub ticks, store
-writer, pipeline, retention). Nothing is created at import time; tests build their own app
-from their own `Settings`.
+database pool, the matcher's process (`tracker.match_worker`), the websocket hub, the MQTT
+client, and the background tasks (hub ticks, store writer, pipeline, retention). Nothing is
+created at import time; tests build their own app from their own `Settings`.
 
 What the routers find in ``app.state``: ``settings`` (`Settings`), ``network`` (`Network`),
 ``store`` (`Store`), ``hub`` (`Hub`), ``pipeline`` (`Pipeline`: ``stats``, ``problems``,

@@ -13,8 +13,8 @@ it in a worker thread of the service (for small deployments and tests: no second
 
 The child ignores Ctrl-C (the terminal sends it to the whole process group; the parent stops
 the child in order) and ends by itself when the parent is gone (its stdin closes), so it never
-outlives the service. If it dies (killed, out of memory), the next batch starts a new one, which
-has lost the vehicles' state only: each vehicle is matched afresh from its next ping.
+outlives the service. If it dies (killed, out of memory), a new one is started and the batch is
+sent again; the new one has lost the vehicles' state only: each vehicle is matched afresh.
 """
 
 from __future__ import annotations
