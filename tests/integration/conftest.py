@@ -1,3 +1,3 @@
-from tests.integration.servers import mosquitto, postgres_server, postgres_url
+from tests.integration.servers import mosquitto, mosquitto_tls, postgres_server, postgres_url
 
-__all__ = ["mosquitto", "postgres_server", "postgres_url"]
+__all__ = ["mosquitto", "mosquitto_tls", "postgres_server", "postgres_url"]

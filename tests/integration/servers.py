@@ -42,20 +42,43 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
 
 @dataclass
 class Mosquitto:
-    """A Mosquitto broker with persistence, which a test may stop and start again."""
+    """A Mosquitto broker with persistence, which a test may stop and start again; with `tls`,
+    a second listener speaks TLS with a certificate for 127.0.0.1 from a CA of its own
+    (`ca_file`, made with openssl)."""
 
     directory: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    tls: bool = False
+    tls_port: int = field(default_factory=free_port)
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    @property
+    def tls_url(self) -> str:
+        return f"mqtts://127.0.0.1:{self.tls_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.crt"
+
     def start(self) -> None:
         conf = self.directory / "mosquitto.conf"
+        tls_listener = ""
+        if self.tls:
+            self._make_certificates()
+            tls_listener = (
+                f"listener {self.tls_port} 127.0.0.1\n"
+                f"cafile {self.ca_file}\n"
+                f"certfile {self.directory / 'server.crt'}\n"
+                f"keyfile {self.directory / 'server.key'}\n"
+            )
         conf.write_text(
+            "per_listener_settings false\n"
             f"listener {self.port} 127.0.0.1\n"
+            f"{tls_listener}"
             "allow_anonymous true\n"
             # As root Mosquitto would drop to user mosquitto, which cannot write in a test's
             # private temporary directory: no log, and no persistence across a restart.
@@ -67,6 +90,29 @@ class Mosquitto:
         )
         self.process = subprocess.Popen(["mosquitto", "-c", str(conf)])
         wait_for_port(self.port)
+        if self.tls:
+            wait_for_port(self.tls_port)
+
+    def _make_certificates(self) -> None:
+        """A CA, and a server certificate it signs for 127.0.0.1 (once per directory)."""
+        if (self.directory / "server.crt").exists():
+            return
+        if shutil.which("openssl") is None:
+            pytest.fail("openssl is not installed: run scripts/install (it apt-installs it)")
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=self.directory, check=True,
+                           capture_output=True)  # fmt: skip
+
+        (self.directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        new_key = ["-newkey", "rsa:2048", "-nodes"]
+        openssl("req", "-x509", *new_key, "-days", "2", "-keyout", "ca.key", "-out", "ca.crt",
+                "-subj", "/CN=bus tracker test CA")  # fmt: skip
+        openssl("req", *new_key, "-keyout", "server.key", "-out", "server.csr",
+                "-subj", "/CN=127.0.0.1")  # fmt: skip
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-out", "server.crt",
+                "-extfile", "san.ext")  # fmt: skip
 
     def stop(self) -> None:
         if self.process is not None:
@@ -75,17 +121,30 @@ class Mosquitto:
             self.process = None
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+def _broker(directory: Path, *, tls: bool) -> Iterator[Mosquitto]:
     if shutil.which("mosquitto") is None:
         pytest.fail("mosquitto is not installed: run scripts/install (it apt-installs it)")
-    broker = Mosquitto(tmp_path / "mosquitto")
+    broker = Mosquitto(directory, tls=tls)
     broker.directory.mkdir()
     broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    yield from _broker(tmp_path / "mosquitto", tls=False)
+
+
+@pytest.fixture
+def mosquitto_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mosquitto]:
+    """A broker with a TLS listener whose CA the clients of the test trust (as a system CA:
+    `SSL_CERT_FILE`, which the default TLS context of paho's `tls_set()` reads)."""
+    for broker in _broker(tmp_path / "mosquitto", tls=True):
+        monkeypatch.setenv("SSL_CERT_FILE", str(broker.ca_file))
+        yield broker
 
 
 @pytest.fixture(scope="session")

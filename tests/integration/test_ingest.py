@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from simulator.publish import MqttPublisher as SimulatorPublisher
 from tests.integration.servers import Mosquitto, free_port
 from tracker.core.model import Ping
 from tracker.ingest.broker import embedded_broker
@@ -147,6 +148,39 @@ async def test_an_error_in_the_message_path_reconnects_and_loses_nothing(
         assert ingest.stats.reconnects == 1
     assert by_vehicle(got) == by_vehicle(sent)
     assert "a bug in the message path" in caplog.text  # logged with its traceback
+
+
+async def test_tls_both_ways_every_message_arrives_in_order(mosquitto_tls: Mosquitto) -> None:
+    """mqtts:// end to end: the simulator's publisher and the tracker's ingest, both driving
+    paho through `pump` (which also reads what TLS has already decrypted, which `select` does
+    not see), over a real broker's TLS listener checked against its CA."""
+    vehicles = [f"bus-{n}" for n in range(7)]
+    sent = interleaved(vehicles, 400)  # 2,800 messages, many per TLS record
+    queue = AsyncIngestQueue(10_000)
+    async with MqttIngest(mosquitto_tls.tls_url, client_id=unique("tracker"), queue=queue,
+                          protocol="3.1.1") as ingest:  # fmt: skip
+        await asyncio.wait_for(ingest.wait_subscribed(), TIMEOUT_S)
+
+        def send() -> None:
+            with SimulatorPublisher(mosquitto_tls.tls_url, qos=1) as publisher:
+                for p in sent:
+                    publisher.publish(p)
+
+        await asyncio.to_thread(send)
+        got = await receive(queue, len(sent))
+    assert by_vehicle(got) == by_vehicle(sent)
+
+
+async def test_tls_refuses_a_broker_whose_certificate_is_not_trusted(
+    mosquitto_tls: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE")  # the system's CAs only: the test CA is unknown
+    monkeypatch.setenv("SSL_CERT_DIR", str(mosquitto_tls.directory / "no-such-dir"))
+    queue = AsyncIngestQueue(100)
+    async with MqttIngest(mosquitto_tls.tls_url, client_id=unique("tracker"), queue=queue,
+                          backoff=FAST) as ingest:  # fmt: skip
+        await eventually(lambda: ingest.stats.connect_failures >= 2, "TLS attempts failed")
+        assert not ingest.connected
 
 
 async def test_persistent_session_keeps_what_the_broker_held(mosquitto: Mosquitto) -> None:
