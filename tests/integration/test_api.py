@@ -35,6 +35,7 @@ import shapely.geometry
 from fastapi import FastAPI
 from paho.mqtt.enums import CallbackAPIVersion
 
+from simulator.publish import MqttPublisher
 from tests import feeds
 from tests.integration.servers import Mosquitto
 from tracker.api.errors import (
@@ -48,7 +49,7 @@ from tracker.app import create_app
 from tracker.core.model import Ping
 from tracker.core.network import Network
 from tracker.errors import StoreError
-from tracker.ingest.mqtt import MqttIngest, MqttPublisher
+from tracker.ingest.mqtt import MqttIngest
 from tracker.live.hub import SubscriptionError
 from tracker.settings import Settings
 from tracker.wire import position_topic
@@ -103,9 +104,9 @@ def _pings(network: Network, now_s: float) -> list[Ping]:
 
 
 def _publish(url: str, pings: Sequence[Ping]) -> None:
-    with MqttPublisher(url, timeout_s=TIMEOUT_S) as publisher:
+    with MqttPublisher(url, connect_timeout_s=TIMEOUT_S, flush_timeout_s=TIMEOUT_S) as publisher:
         for ping in pings:
-            publisher.publish_ping(ping)
+            publisher.publish(ping)
 
 
 def _publish_raw(port: int, topic: str, payload: bytes) -> None:

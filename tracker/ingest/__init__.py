@@ -10,7 +10,6 @@ from tracker.ingest.mqtt import (
     BrokerAddress,
     IngestStats,
     MqttIngest,
-    MqttPublisher,
     parse_broker_url,
 )
 from tracker.ingest.queue import AsyncIngestQueue, LatestPerVehicleQueue, QueueStats, Received
@@ -23,7 +22,6 @@ __all__ = [
     "IngestStats",
     "LatestPerVehicleQueue",
     "MqttIngest",
-    "MqttPublisher",
     "QueueStats",
     "Received",
     "parse_broker_url",

@@ -1,4 +1,4 @@
-"""The MQTT adapter: `MqttIngest` receives pings into a bounded queue; `MqttPublisher` sends them.
+"""The MQTT adapter: `MqttIngest` receives pings into a bounded queue.
 
 `MqttIngest` is a thin paho-mqtt 2.x client, owned by an ``async with``:
 
@@ -44,8 +44,8 @@ Also, Mosquitto keeps dealing a disconnected member with a persistent session it
 messages, which then wait in that member's session until it comes back or its session
 expires: give members of a share group a short `session_expiry_s`.
 
-`MqttPublisher` is the small synchronous client of the simulator and the tests. Unlike
-`MqttIngest` it lets paho reconnect by itself: it has no subscription or state to rebuild.
+Pings are published by the simulator's client, `simulator.publish.MqttPublisher` (the tests use
+it too); both drive paho through `pump`.
 """
 
 from __future__ import annotations
@@ -70,12 +70,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from tracker.core.model import Ping
 from tracker.ingest.queue import AsyncIngestQueue, Received
 from tracker.wire import (
     DEFAULT_TOPIC_PREFIX,
-    encode_ping,
-    position_topic,
     subscription,
     vehicle_of_topic,
 )
@@ -212,8 +209,6 @@ def _paho_client(
     *,
     client_id: str,
     protocol: Protocol,
-    persistent: bool,
-    reconnect_by_paho: bool,
     username: str | None,
     password: str | None,
 ) -> paho.Client:
@@ -222,15 +217,15 @@ def _paho_client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv5,
-            reconnect_on_failure=reconnect_by_paho,
+            reconnect_on_failure=False,  # reconnecting is `MqttIngest._run`
         )
     else:
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv311,
-            clean_session=not persistent,
-            reconnect_on_failure=reconnect_by_paho,
+            clean_session=False,  # a persistent session, as `clean_start=False` in 5
+            reconnect_on_failure=False,  # reconnecting is `MqttIngest._run`
         )
     user = username if username is not None else address.username
     secret = password if password is not None else address.password
@@ -337,8 +332,6 @@ class MqttIngest:
             self.address,
             client_id=self.client_id,
             protocol=self._protocol,
-            persistent=True,
-            reconnect_by_paho=False,
             username=self._username,
             password=self._password,
         )
@@ -527,136 +520,3 @@ class MqttIngest:
         # Keyed by the topic's vehicle id; a stray topic is its own key and fails decoding later.
         vehicle_id = vehicle_of_topic(topic, self._topic_prefix) or topic
         self._queue.put_threadsafe(vehicle_id, Received(topic, bytes(message.payload), time.time()))
-
-
-class MqttPublisher:
-    """A synchronous publisher of pings (simulator, tests); use as ``with MqttPublisher(...)``.
-
-    At most `max_pending` messages wait for the broker's acknowledgement; `publish_ping` blocks
-    while that many are pending, and closing waits for all of them (up to `timeout_s`).
-    """
-
-    def __init__(
-        self,
-        broker_url: str,
-        *,
-        client_id: str = "",
-        topic_prefix: str = DEFAULT_TOPIC_PREFIX,
-        username: str | None = None,
-        password: str | None = None,
-        protocol: Protocol = "5",
-        max_pending: int = 1000,
-        timeout_s: float = 10.0,
-    ) -> None:
-        self.address = parse_broker_url(broker_url)
-        if protocol not in ("5", "3.1.1"):
-            raise ValueError(f"MQTT protocol {protocol!r} is not supported; use '5' or '3.1.1'")
-        self._topic_prefix = topic_prefix
-        self._max_pending = max_pending
-        self._timeout_s = timeout_s
-        self._client = _paho_client(
-            self.address,
-            client_id=client_id,
-            protocol=protocol,
-            persistent=False,
-            reconnect_by_paho=True,
-            username=username,
-            password=password,
-        )
-        self._client.on_connect = self._on_connect
-        self._client.on_publish = self._on_publish
-        self._connected = threading.Event()
-        self._done = threading.Condition()
-        self._sent = 0  # messages handed to paho that will be acknowledged
-        self._acknowledged = 0
-        self._refused = 0  # acknowledged with a failure reason code (MQTT 5)
-
-    @property
-    def pending(self) -> int:
-        with self._done:
-            return self._sent - self._acknowledged
-
-    @property
-    def refused(self) -> int:
-        return self._refused
-
-    def __enter__(self) -> Self:
-        try:
-            self._client.connect(self.address.host, self.address.port)
-        except OSError as e:
-            raise ConnectionError(f"cannot connect to MQTT broker {self.address}: {e}") from e
-        self._client.loop_start()
-        if not self._connected.wait(self._timeout_s):
-            self._client.loop_stop()
-            raise ConnectionError(
-                f"MQTT broker {self.address} did not accept a connection in {self._timeout_s} s"
-            )
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Wait for pending publishes (up to `timeout_s`), then disconnect."""
-        try:
-            self._wait_pending_below(1)
-        finally:
-            self._client.disconnect()
-            self._client.loop_stop()
-
-    def publish_ping(self, ping: Ping, qos: int = 1) -> None:
-        """Publish `ping` on its vehicle's topic, blocking while `max_pending` are pending."""
-        self._wait_pending_below(self._max_pending)
-        topic = position_topic(ping.vehicle_id, self._topic_prefix)
-        with self._done:
-            self._sent += 1  # before publishing: the acknowledgement may come at once
-        info = self._client.publish(topic, encode_ping(ping), qos=qos)
-        queued = info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
-            info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0  # kept, sent on reconnect
-        )
-        if not queued:
-            with self._done:
-                self._sent -= 1
-            raise ConnectionError(f"cannot publish to {self.address}: {paho.error_string(info.rc)}")
-
-    def _wait_pending_below(self, limit: int) -> None:
-        with self._done:
-            if not self._done.wait_for(
-                lambda: self._sent - self._acknowledged < limit, self._timeout_s
-            ):
-                raise TimeoutError(
-                    f"MQTT broker {self.address} acknowledged no publish for {self._timeout_s} s "
-                    f"({self._sent - self._acknowledged} pending)"
-                )
-
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            log.warning("MQTT broker %s refused the publisher: %s", self.address, reason_code)
-            return
-        self._connected.set()
-
-    def _on_publish(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        mid: int,
-        reason_code: ReasonCode,
-        properties: Properties,
-    ) -> None:
-        if reason_code.is_failure:
-            self._refused += 1
-        with self._done:
-            self._acknowledged += 1
-            self._done.notify_all()
