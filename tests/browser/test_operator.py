@@ -161,10 +161,12 @@ async def test_arabic_turns_the_page_right_to_left(tracker: Tracker, page: Page)
     await expect(page.locator("h1")).to_have_text("التشغيل")
     await expect(page.locator("#status")).to_have_text("مباشر")
     await expect(page.locator('#fleet-table th[data-sort="delay"]')).to_contain_text("التأخير")
+    await expect(page.locator('a[data-i18n="nav_replay"]')).to_have_text("إعادة العرض")  # common.js
     await page.screenshot(path=screenshot_path("operator-arabic"))
     await page.locator("#language").select_option("fr")
     await expect(page.locator("html")).to_have_attribute("dir", "ltr")
     await expect(page.locator("h1")).to_have_text("Exploitation")
+    await expect(page.locator('a[data-i18n="nav_map"]')).to_have_text("Carte en direct")
 
 
 async def test_a_dropped_websocket_is_told_and_reconnects(tracker: Tracker, page: Page) -> None:

@@ -73,6 +73,7 @@ const BT = (() => {
       error_api: "The tracker did not answer: {detail}", no_data: "No data",
       state_in_service: "in service", state_layover: "layover", state_off_route: "off route",
       state_not_matched: "not matched", state_stale: "stale",
+      language: "Language", nav_map: "Live map", nav_operator: "Operator", nav_replay: "Replay",
     },
     fr: {
       live: "en direct", reconnecting: "hors ligne : reconnexion…", connecting: "connexion…",
@@ -81,6 +82,8 @@ const BT = (() => {
       error_api: "Le serveur n'a pas répondu : {detail}", no_data: "Aucune donnée",
       state_in_service: "en service", state_layover: "au terminus", state_off_route: "hors ligne",
       state_not_matched: "non reconnu", state_stale: "position ancienne",
+      language: "Langue", nav_map: "Carte en direct", nav_operator: "Exploitation",
+      nav_replay: "Rejouer",
     },
     ar: {
       live: "مباشر", reconnecting: "غير مباشر: جارٍ إعادة الاتصال…", connecting: "جارٍ الاتصال…",
@@ -90,6 +93,8 @@ const BT = (() => {
       state_in_service: "في الخدمة", state_layover: "في المحطة النهائية",
       state_off_route: "خارج المسار", state_not_matched: "غير مطابق",
       state_stale: "موقع قديم",
+      language: "اللغة", nav_map: "الخريطة المباشرة", nav_operator: "التشغيل",
+      nav_replay: "إعادة العرض",
     },
   });
 

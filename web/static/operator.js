@@ -25,7 +25,6 @@
   BT.addStrings({
     en: {
       op_title: "Operator", op_skip: "Skip to the fleet table", op_pages: "Pages",
-      nav_map: "Live map", nav_operator: "Operator", nav_replay: "Replay", language: "Language",
       op_fleet: "Fleet", op_filter: "Filter", op_filter_hint: "vehicle, route, trip…",
       op_state: "State", op_all_states: "all states",
       op_fleet_caption: "Vehicles; choose a row to show the bus on the map",
@@ -66,8 +65,7 @@
     },
     fr: {
       op_title: "Exploitation", op_skip: "Aller au tableau de la flotte", op_pages: "Pages",
-      nav_map: "Carte en direct", nav_operator: "Exploitation", nav_replay: "Rejouer",
-      language: "Langue", op_fleet: "Flotte", op_filter: "Filtrer",
+      op_fleet: "Flotte", op_filter: "Filtrer",
       op_filter_hint: "véhicule, ligne, course…", op_state: "État", op_all_states: "tous les états",
       op_fleet_caption: "Véhicules ; choisissez une ligne pour voir le bus sur la carte",
       col_vehicle: "Véhicule", col_route: "Ligne", col_trip: "Course", col_delay: "Retard",
@@ -107,8 +105,7 @@
     },
     ar: {
       op_title: "التشغيل", op_skip: "انتقل إلى جدول الأسطول", op_pages: "الصفحات",
-      nav_map: "الخريطة المباشرة", nav_operator: "التشغيل", nav_replay: "إعادة العرض",
-      language: "اللغة", op_fleet: "الأسطول", op_filter: "تصفية",
+      op_fleet: "الأسطول", op_filter: "تصفية",
       op_filter_hint: "مركبة، خط، رحلة…", op_state: "الحالة", op_all_states: "كل الحالات",
       op_fleet_caption: "المركبات؛ اختر صفًا لإظهار الحافلة على الخريطة",
       col_vehicle: "المركبة", col_route: "الخط", col_trip: "الرحلة", col_delay: "التأخير",

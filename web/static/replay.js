@@ -16,8 +16,7 @@
 
   BT.addStrings({
     en: {
-      rp_title: "Replay", rp_pages: "Pages", nav_map: "Live map", nav_operator: "Operator",
-      nav_replay: "Replay", language: "Language", rp_window: "Time window", rp_from: "From",
+      rp_title: "Replay", rp_pages: "Pages", rp_window: "Time window", rp_from: "From",
       rp_to: "To", rp_load: "Load", rp_last_hour: "Last hour",
       rp_zone: "Times in the agency's time zone:",
       rp_bounds: "Stored history: {first} to {last}.",
@@ -33,8 +32,7 @@
       rp_timeline: "Time", rp_buses: "Buses on the map: {n}",
     },
     fr: {
-      rp_title: "Rejouer", rp_pages: "Pages", nav_map: "Carte en direct",
-      nav_operator: "Exploitation", nav_replay: "Rejouer", language: "Langue",
+      rp_title: "Rejouer", rp_pages: "Pages",
       rp_window: "Période", rp_from: "Du", rp_to: "Au", rp_load: "Charger",
       rp_last_hour: "Dernière heure", rp_zone: "Heures du fuseau du réseau :",
       rp_bounds: "Historique enregistré : du {first} au {last}.",
@@ -50,8 +48,7 @@
       rp_timeline: "Heure", rp_buses: "Bus sur la carte : {n}",
     },
     ar: {
-      rp_title: "إعادة العرض", rp_pages: "الصفحات", nav_map: "الخريطة المباشرة",
-      nav_operator: "التشغيل", nav_replay: "إعادة العرض", language: "اللغة",
+      rp_title: "إعادة العرض", rp_pages: "الصفحات",
       rp_window: "الفترة الزمنية", rp_from: "من", rp_to: "إلى", rp_load: "تحميل",
       rp_last_hour: "آخر ساعة", rp_zone: "الأوقات بالمنطقة الزمنية للشبكة:",
       rp_bounds: "السجل المخزن: من {first} إلى {last}.",

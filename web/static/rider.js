@@ -31,7 +31,7 @@
 
   BT.addStrings({
     en: {
-      title: "Bus tracker", skip_to_routes: "Skip to the route list", language: "Language",
+      title: "Bus tracker", skip_to_routes: "Skip to the route list",
       routes: "Routes", search_routes: "Search routes", show_all: "Show all routes",
       map_label: "Map of the routes and the buses on them, live", close: "Close",
       buses_on_routes: "Buses on these routes", n_buses: "{n} buses",
@@ -55,7 +55,7 @@
       stale_note: "old position", open_stop: "Departures from {name}",
     },
     fr: {
-      title: "Suivi des bus", skip_to_routes: "Aller à la liste des lignes", language: "Langue",
+      title: "Suivi des bus", skip_to_routes: "Aller à la liste des lignes",
       routes: "Lignes", search_routes: "Chercher une ligne", show_all: "Toutes les lignes",
       map_label: "Carte des lignes et des bus en direct", close: "Fermer",
       buses_on_routes: "Bus sur ces lignes", n_buses: "{n} bus",
@@ -81,7 +81,7 @@
       stale_note: "position ancienne", open_stop: "Départs de {name}",
     },
     ar: {
-      title: "متتبع الحافلات", skip_to_routes: "انتقل إلى قائمة الخطوط", language: "اللغة",
+      title: "متتبع الحافلات", skip_to_routes: "انتقل إلى قائمة الخطوط",
       routes: "الخطوط", search_routes: "ابحث عن خط", show_all: "كل الخطوط",
       map_label: "خريطة الخطوط والحافلات مباشرة", close: "إغلاق",
       buses_on_routes: "الحافلات على هذه الخطوط", n_buses: "{n} حافلة",
