@@ -238,8 +238,8 @@ class Matcher:
             [float((p.arrival_s[:, -1] - p.departure_s[:, 0]).max()) if len(p.runs) else 0.0
              for p in net.patterns]
         )  # fmt: skip
-        self._pattern_late_reach_s, self._pattern_early_reach_s = self._pattern_reach()
-        self._pattern_shift_reach_s, self._pattern_first_start_s = self._pattern_shifted()
+        (self._pattern_late_reach_s, self._pattern_early_reach_s, self._pattern_shift_reach_s,
+         self._pattern_first_start_s) = self._pattern_reach()  # fmt: skip
         first_stop = np.array([float(p.stop_dist_m[0]) for p in net.patterns])
         self._pattern_start_zone_end = first_stop + cfg.start_zone_m
         # Patterns of each shape (in `patterns_of_shape` order): shape s has
@@ -254,9 +254,10 @@ class Matcher:
         self._run_key_a = np.array(self._run_key, dtype=np.int64)
         self._run_block_a = np.array(self._run_block, dtype=np.int64)
 
-    def _pattern_reach(self) -> tuple[FloatArray, FloatArray]:
+    def _pattern_reach(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """Per pattern, how far before and after a ping's time a run of it may start and still
-        pass `_candidate_table`'s delay test, in seconds: (late reach, early reach).
+        pass `_candidate_table`'s delay test, in seconds: (late reach, early reach, shifted
+        reach, first start).
 
         A run is scheduled anywhere along it between its start plus the least and the most of
         its stop times' offsets from its start (a second wider, for the interpolation's
@@ -265,16 +266,24 @@ class Matcher:
         frequency run of Nairobi's matatus) so bisect a window of a headway plus the trip's
         length instead of more than an hour plus the trip's length. Infinite: no narrowing
         (a pattern without runs, or with a time that is not a number).
+
+        Patterns of inexact runs only narrow further: their runs usually keep the first run's
+        timetable, shifted, so a run may start only within the shifted reach (half the longest
+        headway, the most any run's offsets stray from the first run's, and a second) of where
+        that timetable puts the spot, counted from the first run's start.
         """
         cfg = self.config
         net = self.network
         late = np.full(len(net.patterns), math.inf)
         early = np.full(len(net.patterns), math.inf)
+        shifted = np.full(len(net.patterns), math.inf)
+        first_start = np.zeros(len(net.patterns))
         for p, pattern in enumerate(net.patterns):
             if not len(pattern.runs):
                 continue
             start = net.runs.start_s[pattern.runs][:, None]
-            offsets = np.concatenate([pattern.departure_s - start, pattern.arrival_s - start])
+            departs, arrives = pattern.departure_s - start, pattern.arrival_s - start
+            offsets = np.concatenate([departs, arrives])
             exact = net.runs.exact_times[pattern.runs]
             half_headway = net.runs.headway_s[pattern.runs][~exact] / 2
             if not (np.isfinite(offsets).all() and np.isfinite(half_headway).all()):
@@ -283,29 +292,11 @@ class Matcher:
             early_s = math.inf if exact.any() else float(half_headway.max())
             late[p] = late_s + float(offsets.max()) + 1.0
             early[p] = early_s - float(offsets.min()) + 1.0
-        return late, early
-
-    def _pattern_shifted(self) -> tuple[FloatArray, FloatArray]:
-        """Per pattern of inexact runs only (every frequency trip of Nairobi's matatus): how far
-        from the start its first run's timetable, shifted, puts a spot a run may start and still
-        pass the delay test (half the longest headway, the most any run's stop times stray from
-        the first run's, and a second for rounding), and the first run's start. Infinite: no
-        such pattern."""
-        net = self.network
-        reach = np.full(len(net.patterns), math.inf)
-        first_start = np.zeros(len(net.patterns))
-        for p, pattern in enumerate(net.patterns):
-            runs = pattern.runs
-            if not len(runs) or net.runs.exact_times[runs].any():
-                continue
-            start = net.runs.start_s[runs][:, None]
-            stray_s = max(
-                float(np.abs(offsets - offsets[0]).max())
-                for offsets in (pattern.departure_s - start, pattern.arrival_s - start)
-            )
-            reach[p] = float(net.runs.headway_s[runs].max()) / 2 + stray_s + 1.0
-            first_start[p] = float(start[0, 0])
-        return reach, first_start
+            if not exact.any():
+                stray_s = max(float(np.abs(o - o[0]).max()) for o in (departs, arrives))
+                shifted[p] = early_s + stray_s + 1.0
+                first_start[p] = float(start[0, 0])
+        return late, early, shifted, first_start
 
     # --- public ------------------------------------------------------------------------------
 
