@@ -181,10 +181,11 @@ def pump(client: paho.Client, timeout_s: float) -> MQTTErrorCode:
     sock = client.socket()
     if sock is None:
         return MQTTErrorCode.MQTT_ERR_NO_CONN
+    buffered = _buffered(sock)
     writing = [sock] if client.want_write() else []
-    readable, _, _ = select.select([sock], writing, [], 0.0 if _buffered(sock) else timeout_s)
+    readable, _, _ = select.select([sock], writing, [], 0.0 if buffered else timeout_s)
     rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-    if readable or _buffered(sock):
+    if readable or buffered:
         for _ in range(_READ_BURST):  # `loop_read` reads one packet
             rc = client.loop_read()
             sock = client.socket()
