@@ -31,6 +31,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.integration.servers import free_port
+from tests.processes import alive
 
 pytestmark = pytest.mark.integration
 
@@ -96,13 +97,6 @@ def demo_processes(demo: psutil.Process, scratch: Path) -> list[psutil.Process]:
             for child in process.children(recursive=True):  # the postmaster's workers
                 found[child.pid] = child
     return list(found.values())
-
-
-def alive(process: psutil.Process) -> bool:
-    try:
-        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
 
 
 async def test_the_demo_shows_moving_buses_and_ctrl_c_stops_everything(scratch: Path) -> None:

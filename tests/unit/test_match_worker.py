@@ -13,10 +13,10 @@ import time
 from collections.abc import AsyncIterator
 
 import numpy as np
-import psutil
 import pytest
 
 from simulator.day import SimConfig, simulate
+from tests.processes import alive
 from tracker.core.matcher import Matcher, MatcherConfig
 from tracker.core.model import Ping, Reason, State
 from tracker.core.network import Network
@@ -51,18 +51,11 @@ async def process(network: Network) -> AsyncIterator[MatcherProcess]:
         yield worker
 
 
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def wait_until_gone(pid: int, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
-    while not gone(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return gone(pid)
+    return not alive(pid)
 
 
 async def test_the_process_answers_as_the_matcher_does_in_process(
@@ -132,9 +125,9 @@ async def test_closing_stops_the_process(network: Network) -> None:
     worker.start()
     pid = worker.pid
     assert pid is not None
-    assert not gone(pid)
+    assert alive(pid)
     worker.close()
-    assert gone(pid)
+    assert not alive(pid)
     assert worker.pid is None
 
 
@@ -157,7 +150,7 @@ def test_the_process_ends_when_the_service_is_killed() -> None:
     try:
         assert service.stdout is not None
         child = int(service.stdout.readline())
-        assert not gone(child)
+        assert alive(child)
         service.kill()
         service.wait()
         assert wait_until_gone(child)
