@@ -20,6 +20,7 @@ the network's bounds) is computed on first use, off the event loop, and kept for
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -727,40 +728,17 @@ async def stats(
     settings: SettingsDep,
 ) -> schemas.Stats:
     """Counters since start: pipeline, ingest queue, MQTT client, database writer, live hub."""
-    p, writer, i = pipeline.stats, pipeline.writer, ingest.stats
     return schemas.Stats(
         now_s=settings.now(),
-        pipeline=schemas.PipelineStats(
-            batches=p.batches,
-            messages=p.messages,
-            pings_matched=p.pings_matched,
-            by_state=dict(p.by_state),
-            rejected_by_reason=dict(p.rejected_by_reason),
-            vehicles_expired=p.vehicles_expired,
-            last_batch_size=p.last_batch_size,
-            last_batch_s=p.last_batch_s,
-            max_batch_s=p.max_batch_s,
-        ),
+        pipeline=schemas.PipelineStats.model_validate(pipeline.stats, from_attributes=True),
         queue=queue.stats(),
         queue_capacity=queue.capacity,
         ingest=schemas.IngestStats(
             connected=ingest.connected,
             broker=str(ingest.address),
-            messages_received=i.messages_received,
-            connects=i.connects,
-            reconnects=i.reconnects,
-            connect_failures=i.connect_failures,
-            session_errors=i.session_errors,
+            **dataclasses.asdict(ingest.stats),
         ),
-        writer=schemas.WriterStats(
-            healthy=writer.healthy,
-            stored=writer.stored,
-            duplicates=writer.duplicates,
-            dropped_batches=writer.dropped_batches,
-            dropped_pings=writer.dropped_pings,
-            failures=writer.failures,
-            pending_batches=writer.pending_batches,
-        ),
+        writer=schemas.WriterStats.model_validate(pipeline.writer, from_attributes=True),
         hub=hub.stats(),
     )
 
