@@ -116,7 +116,7 @@ def serve_tracker() -> int:
         queue = app.state.queue.stats()
         cpu = os.times()
         matcher_pid = getattr(pipeline.matcher, "pid", None)  # the matcher's own process
-        matcher_cpu_s = process_cpu_s(matcher_pid) if matcher_pid else 0.0
+        matcher_cpu_s = cpu_s([psutil.Process(matcher_pid)]) if matcher_pid else 0.0
         threads = thread_cpu_s()
         if matcher_pid:
             threads["matcher process"] = matcher_cpu_s
@@ -146,14 +146,6 @@ def serve_tracker() -> int:
 
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
     return 0
-
-
-def process_cpu_s(pid: int) -> float:
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except psutil.NoSuchProcess:
-        return 0.0
-    return float(times.user + times.system)
 
 
 def thread_cpu_s() -> dict[str, float]:
@@ -285,6 +277,7 @@ class LiveListener:
 
 
 def cpu_s(processes: Sequence[psutil.Process]) -> float:
+    """CPU seconds the processes used (those gone count nothing)."""
     total = 0.0
     for process in processes:
         try:
