@@ -306,31 +306,30 @@ def _waiter(publisher: MqttPublisher | None) -> Callable[[float], None]:
 # --- parsing --------------------------------------------------------------------------------
 
 
-def _share(text: str) -> float:
+def _number(text: str) -> float:
+    """`text` as a float; NaN (which every check below refuses) if it is not a number."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = math.nan
+        return math.nan
+
+
+def _share(text: str) -> float:
+    value = _number(text)
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a share from 0 up to (not) 1")
     return value
 
 
 def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return value
 
 
 def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number ≥ 0")
     return value
