@@ -11,9 +11,10 @@ import pytest
 from tests import feeds
 from tests.unit.test_matcher import WEEKDAY, drive, match_all, network_of
 from tracker.core import hindsight
+from tracker.core.candidates import PingCache
 from tracker.core.hindsight import match_recorded, match_vehicle
-from tracker.core.matcher import MatcherConfig, PingCache
 from tracker.core.model import Ping, Reason, State
+from tracker.core.tables import MatcherConfig
 
 
 def in_time_order(*streams: list[Ping]) -> list[Ping]:

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from tests import feeds
-from tracker.core.matcher import Hypothesis, Matcher, MatcherConfig, _hints_are_clean
+from tracker.core.filter import Hypothesis
+from tracker.core.matcher import Matcher, _hints_are_clean
 from tracker.core.model import Match, Ping, Reason, State
 from tracker.core.network import FloatArray, Network
+from tracker.core.tables import MatcherConfig
 from tracker.core.validate import clean_hints
 from tracker.gtfs.load import build_network
 

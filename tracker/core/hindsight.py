@@ -35,9 +35,12 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tracker.core.matcher import Hypothesis, Matcher, MatcherConfig, PingCache
+from tracker.core.candidates import PingCache
+from tracker.core.filter import Hypothesis
+from tracker.core.matcher import Matcher
 from tracker.core.model import Match, Ping
 from tracker.core.network import Network
+from tracker.core.tables import MatcherConfig
 
 RunKey = tuple[int, dt.date]  # (run, service day)
 Exclusions = dict[RunKey, list[tuple[float, float]]]
