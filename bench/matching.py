@@ -9,7 +9,10 @@ Each is measured twice: *live* (each ping answered from the pings before it, as 
 does) and *hindsight* (the whole day known, as `tracker match` does by default). The live modes
 run `--repeat` times (3) with a new matcher each time: the answers must be the same, and the
 throughput printed is the best run's (CPU time; other work on a shared machine only slows a run
-down), with the slowest beside it.
+down), with the slowest beside it. Live answers are also *settled* after 30, 60 and 120 s
+(`tracker match --live --lag-s N`: pings replayed in 5-second batches, each answered as known N
+seconds after it): their accuracy, and the share of pings whose answer changed after it was
+first given.
 
 Accuracy counts *in-service* pings: those whose clean position lies within 50 m of the true trip's
 shape, leaving out each vehicle's first 2 pings on a new trip (the agency's trip_id is the truth).
@@ -31,11 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from tracker.core.hindsight import match_recorded
-from tracker.core.matcher import Matcher
+from tracker.core.matcher import Matcher, MatcherConfig
 from tracker.core.model import Match, Ping, State
 from tracker.core.network import Network
 from tracker.gtfs.load import build_network, load_network
+from tracker.offline import replay_live
 from tracker.pings_io import BadRow, read_pings
+
+LAGS_S = (0.0, 30.0, 60.0, 120.0)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wmata-bus-2026-02-16"
 
@@ -100,6 +106,24 @@ def run(network: Network, pings: Sequence[Ping], chunk: int, repeat: int = 1) ->
             raise AssertionError("the matcher gave other answers on a second run")
     assert first is not None
     return Timed(first, cpu_s)
+
+
+def run_settled(network: Network, pings: Sequence[Ping], lag_s: float) -> list[Match]:
+    """The answers as known `lag_s` seconds after each ping (0: the live answers), replayed as
+    the live service receives them (`tracker.offline.replay_live`)."""
+    matcher = Matcher(network, MatcherConfig(settle_lag_s=lag_s))
+    out = [m for _, m in replay_live(matcher, pings)]
+    assert all(a.timestamp == p.timestamp for a, p in zip(out, pings, strict=True))
+    return out
+
+
+def changed_share(first: Sequence[Match], settled: Sequence[Match]) -> float:
+    """The share of answers whose state, trip or service day changed once settled."""
+    changed = sum(
+        (a.state, a.trip_id, a.service_date) != (b.state, b.trip_id, b.service_date)
+        for a, b in zip(first, settled, strict=True)
+    )
+    return changed / len(first)
 
 
 def run_hindsight(network: Network, pings: Sequence[Ping]) -> Timed:
@@ -187,10 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = run(network, truth, args.chunk, args.repeat)
     reference = given.matches
     results: dict[str, Timed] = {}
+    settled: dict[str, dict[float, list[Match]]] = {}
     for name, pings in (("clean", truth), ("noisy", noisy)):
         hidden = hide_ids(pings)
         results[f"{name} live"] = run(network, hidden, args.chunk, args.repeat)
         results[f"{name} hindsight"] = run_hindsight(network, hidden)
+        settled[name] = {lag: run_settled(network, hidden, lag) for lag in LAGS_S}
     given_noisy = run(network, noisy, args.chunk, args.repeat)
 
     print(f"feed: {feed}  pings: {len(truth)}  evaluated (in service): {int(mask.sum())}")
@@ -206,6 +232,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"throughput {timed.throughput()}"
         )
         print(f"      states: {states}")
+    for name, by_lag in settled.items():
+        figures = "  ".join(
+            f"{lag:.0f} s {accuracy(truth, matches, mask)[0]:.2%}"
+            for lag, matches in by_lag.items()
+        )
+        changed = "  ".join(
+            f"{lag:.0f} s {changed_share(by_lag[0.0], matches):.2%}"
+            for lag, matches in by_lag.items()
+            if lag
+        )
+        print(f"{name} settled ids hidden: trip accuracy at lag {figures}")
+        print(f"      answers changed after first given, at lag {changed}")
     print(
         f"trip ids given: throughput {given.throughput()} clean, {given_noisy.throughput()} "
         f"noisy; believed {sum(m.trip_id_given for m in reference) / len(reference):.1%}"

@@ -4,7 +4,8 @@ By default each ping is answered with hindsight (`tracker.core.hindsight`): the 
 read, each vehicle's path is decided with what came after each ping, and no trip is given to
 two vehicles at once. This holds the file in memory (about 1 KB per ping). With `live=True`
 pings are matched in file order, in batches of `batch_size`, exactly as the live service
-answers them, streaming with little memory.
+answers them, streaming with little memory; with `lag_s` as well, each ping gets the answer
+the live service has settled `lag_s` seconds after it (`replay_live`).
 
 Either way the clock used to reject timestamps from the future is the later of the wall clock
 and the newest plausible timestamp so far plus `max_jump_s`, so a recorded day replays with its
@@ -14,7 +15,7 @@ own time while a ping dated days ahead of the rest is still rejected.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from tracker.core.hindsight import match_recorded
 from tracker.core.matcher import Matcher, MatcherConfig
-from tracker.core.model import Match, Ping
+from tracker.core.model import Match, Ping, State
 from tracker.gtfs.load import load_network
 from tracker.pings_io import BadRow, MatchWriter, bad_row_match, read_pings
 
@@ -71,11 +72,14 @@ def match_file(
     *,
     ignore_trip_ids: bool = False,
     live: bool = False,
+    lag_s: float = 0.0,
     batch_size: int = 500,
     max_jump_s: float = 6 * 3600.0,
     progress: bool = True,
 ) -> MatchSummary:
-    """Match every ping of `pings` and write one CSV row per input record to `out`."""
+    """Match every ping of `pings` and write one CSV row per input record to `out`.
+
+    `lag_s` (live only): write the answer as known `lag_s` seconds after each ping."""
     network = load_network(gtfs)
     summary = MatchSummary()
     started = time.perf_counter()
@@ -92,7 +96,13 @@ def match_file(
                 writer.write(result)
                 summary.count(result)
 
-        if live:
+        if live and lag_s > 0:
+            matcher = Matcher(network, MatcherConfig(settle_lag_s=lag_s))
+            for _, result in replay_live(matcher, records, max_jump_s=max_jump_s):
+                writer.write(result)
+                summary.count(result)
+                bar.update()
+        elif live:
             matcher = Matcher(network)
             clock = _Clock(max_jump_s)
             for batch in _batches(records, batch_size):
@@ -118,6 +128,99 @@ def match_file(
 
 
 _MAX_FUTURE_S = MatcherConfig().max_future_s
+
+
+@dataclass
+class _Row:
+    record: Ping | BadRow
+    answer: Match
+
+
+def replay_live(
+    matcher: Matcher,
+    records: Iterable[Ping | BadRow],
+    *,
+    span_s: float = 5.0,
+    batch_size: int = 500,
+    max_jump_s: float = 6 * 3600.0,
+) -> Iterator[tuple[Ping | BadRow, Match]]:
+    """Each record with its answer as the live service settles it, in input order.
+
+    The records are matched in arrival (file) order, in batches of at most `batch_size` records
+    spanning at most `span_s` seconds (as micro-batches arrive live); before each batch the
+    answers more than the matcher's `settle_lag_s` older than the batch's first ping are settled
+    (`Matcher.settle`), so each ping gets its answer as known `settle_lag_s` seconds after it.
+    A row is handed out once no revision can reach it any more.
+    """
+    lag_s = matcher.config.settle_lag_s
+    clock = _Clock(max_jump_s)
+    rows: deque[_Row] = deque()
+    open_rows: dict[tuple[str, float], _Row] = {}  # rows a revision may still reach
+    for batch in _time_batches(records, span_s, batch_size):
+        good = [r for r in batch if isinstance(r, Ping)]
+        data_now_s = min((p.timestamp for p in good), default=clock.newest_s)
+        for revised in matcher.settle(data_now_s):
+            row = open_rows.get((revised.vehicle_id, revised.timestamp))
+            if row is not None:
+                row.answer = revised
+        matches = iter(matcher.match_batch(good, now=clock.now()))
+        for record in batch:
+            row = _Row(
+                record, bad_row_match(record) if isinstance(record, BadRow) else next(matches)
+            )
+            rows.append(row)
+            if row.answer.state is not State.REJECTED:
+                open_rows[(row.answer.vehicle_id, row.answer.timestamp)] = row
+        clock.saw(p.timestamp for p in good if p.timestamp <= clock.now() + _MAX_FUTURE_S)
+        # Final: older than the lag and a margin (pings of one moment arrive out of order).
+        final_before_s = data_now_s - lag_s - _ARRIVAL_SPREAD_S
+        while rows and not _may_change(rows[0], final_before_s):
+            yield _pop(rows, open_rows)
+    for revised in matcher.settle(float("inf")):
+        row = open_rows.get((revised.vehicle_id, revised.timestamp))
+        if row is not None:
+            row.answer = revised
+    while rows:
+        yield _pop(rows, open_rows)
+
+
+_ARRIVAL_SPREAD_S = 120.0
+
+
+def _may_change(row: _Row, final_before_s: float) -> bool:
+    return row.answer.state is not State.REJECTED and row.answer.timestamp >= final_before_s
+
+
+def _pop(
+    rows: deque[_Row], open_rows: dict[tuple[str, float], _Row]
+) -> tuple[Ping | BadRow, Match]:
+    row = rows.popleft()
+    key = (row.answer.vehicle_id, row.answer.timestamp)
+    if open_rows.get(key) is row:
+        del open_rows[key]
+    return row.record, row.answer
+
+
+def _time_batches(
+    records: Iterable[Ping | BadRow], span_s: float, size: int
+) -> Iterator[list[Ping | BadRow]]:
+    """Consecutive records, at most `size` per batch and at most `span_s` seconds between the
+    first and the last ping of a batch."""
+    batch: list[Ping | BadRow] = []
+    first_s: float | None = None
+    for record in records:
+        if isinstance(record, Ping):
+            if first_s is None:
+                first_s = record.timestamp
+            elif abs(record.timestamp - first_s) > span_s:
+                yield batch
+                batch, first_s = [], record.timestamp
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch, first_s = [], None
+    if batch:
+        yield batch
 
 
 class _Clock:

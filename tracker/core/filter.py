@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import NamedTuple
@@ -91,7 +92,7 @@ def step(
     ping: Ping,
     x: float,
     y: float,
-    candidates: tuple[Candidate, ...],
+    candidates: Sequence[Candidate],
     previous: tuple[Hypothesis, ...],
     dt_s: float,
     excluded: Exclusions | None = None,

@@ -27,18 +27,22 @@ its trip stays on it even when the next trip's schedule fits the current ping be
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from tracker.core.answers import Draft, complete, describe, describe_followed
+from tracker.core.answers import Draft, as_reported, complete, describe, describe_followed
+from tracker.core.blocks import Fleet
 from tracker.core.candidates import Candidate, PingCache, Snapped, candidate_table, snap
 from tracker.core.filter import Exclusions, Hypothesis, VehicleState, step
 from tracker.core.hints import believe_trip, follow_given_trips
 from tracker.core.model import Match, Ping, Reason, State, rejected
 from tracker.core.network import FloatArray, Network
+from tracker.core.settle import BLOCKS_KEPT, Recent, SettleWindow
 from tracker.core.tables import MatcherConfig, RunTables
 from tracker.core.validate import MAX_SPEED_MPS, clean_hints, validate_ping
 
@@ -58,8 +62,17 @@ class Matcher:
     ping_cache: PingCache | None = None
 
     def __post_init__(self) -> None:
+        cfg = self.config
         self.path_ends: dict[str, list[Hypothesis]] = {}
-        self.tables = RunTables.of(self.network, self.config)
+        self.tables = RunTables.of(self.network, cfg)
+        fleet = Fleet(self.tables, cfg.blocks)
+        # Which block each bus runs, over the fleet (`tracker.core.blocks`), where there are
+        # blocks, when matching live (hindsight, `keep_paths`, settles conflicts its own way);
+        # and the answers of the last minutes, to settle (`settle`).
+        self.fleet = fleet if cfg.assign_blocks and not cfg.keep_paths and fleet.enabled else None
+        self.window = (
+            SettleWindow(cfg.settle_lag_s) if self.fleet is not None and cfg.settle_lag_s else None
+        )
 
     # --- public ------------------------------------------------------------------------------
 
@@ -93,13 +106,17 @@ class Matcher:
             followed = [self._follows_given_trip(p) for p in cleaned]
             to_snap = [j for j, f in enumerate(followed) if not f]
             snapped_of, candidates_of = self._prepare(cleaned, to_snap, x, y)
-            # A vehicle's pings depend on each other; pings of different vehicles never do. So
-            # the batch is taken in rounds, round k holding each vehicle's k-th ping: the pings
-            # of a round that follow a believed trip are answered together, in numpy
-            # (`tracker.core.hints.follow_given_trips`), the rest one by one (`_match_one`).
+            # A vehicle's pings depend on each other; pings of different vehicles only through
+            # the assignment of blocks. So the batch is taken in rounds (`_rounds`), each holding
+            # one ping per vehicle at one moment: the pings of a round that follow a believed
+            # trip are answered together, in numpy (`tracker.core.hints.follow_given_trips`),
+            # the rest one by one (`_match_one`).
+            # With blocks, the inferred answers of a round wait for the round's assignment of
+            # vehicles to blocks (`_answer_round`).
             for round_ in _rounds(cleaned):
                 fast = [j for j in round_ if followed[j]]
                 answered = self._follow_given_trips(fast, cleaned, x, y) if fast else {}
+                waiting: list[tuple[int, _Pending]] = []
                 for j in round_:
                     believed = answered.get(j)
                     if believed is not None:
@@ -110,8 +127,12 @@ class Matcher:
                     )
                     if isinstance(found, Match):
                         results[usable[j]] = found
+                    elif isinstance(found, _Pending):
+                        waiting.append((usable[j], found))
                     else:
                         drafts.append((usable[j], found))
+                if waiting:
+                    drafts += self._answer_round(waiting)
             drafts += [
                 (usable[j], d)
                 for j, d in describe_followed(self.tables, followed_at, cleaned, xs, ys)
@@ -179,10 +200,11 @@ class Matcher:
         y: float,
         snapped: tuple[Snapped, ...] | None,
         candidates: tuple[Candidate, ...] | None,
-    ) -> Match | Draft:
+    ) -> Match | Draft | _Pending:
         """One ping; `snapped` is None when it was not snapped (it follows a given trip), and
         `candidates` when they were not found yet (it has a trip_id). A matched ping's answer is
-        a `Draft`, an unmatched one's a `Match`."""
+        a `Draft` (or, inferred where there are blocks, `_Pending` until the round's assignment
+        of vehicles to blocks), an unmatched one's a `Match`."""
         cfg = self.config
         net = self.network
         state = self.states.get(ping.vehicle_id)
@@ -198,6 +220,8 @@ class Matcher:
                 )
             if ping.timestamp - state.last_timestamp > cfg.forget_after_s:
                 state = None
+                if self.fleet is not None:
+                    self.fleet.forget(ping.vehicle_id)
         dt_s = ping.timestamp - state.last_timestamp if state is not None else 0.0
         previous = state.hypotheses if state is not None else ()
 
@@ -214,7 +238,7 @@ class Matcher:
         if ping.trip_id is not None:
             believed, why = believe_trip(self.tables, ping, x, y, snapped or (), previous, dt_s)
             if believed is not None:
-                return self._finish(ping, x, y, (believed,), believed, given_trip=True,
+                return self._finish(ping, x, y, believed, (believed,), believed, given_trip=True,
                                     off_route=False, reason=None)  # fmt: skip
             hint_reason = why
         if snapped is None:
@@ -222,10 +246,10 @@ class Matcher:
 
         if candidates is None:
             candidates = candidate_table(self.tables, [ping], [snapped])[0]
-        hypotheses = step(
-            self.tables, ping, x, y, candidates, previous, dt_s,
-            self.exclusions.get(ping.vehicle_id),
-        )  # fmt: skip
+        excluded = self.exclusions.get(ping.vehicle_id)
+        hypotheses = step(self.tables, ping, x, y, candidates, previous, dt_s, excluded)
+        if self.fleet is not None:
+            self.fleet.step(ping, x, y, candidates, dt_s, excluded)
         if not hypotheses:
             if cfg.keep_paths:
                 self._end_path(ping.vehicle_id)
@@ -245,10 +269,56 @@ class Matcher:
                 detail=hint_reason[1],
             )
         best = hypotheses[0]
+        if self.fleet is not None:
+            self._remember(ping, hypotheses, best, given_trip=False)
+            return _Pending(ping, x, y, best, hint_reason)
         return self._finish(
-            ping, x, y, hypotheses, best, given_trip=False, off_route=best.misses > 0,
-            reason=hint_reason,
+            ping, x, y, as_reported(self.tables, best), hypotheses, best, given_trip=False,
+            off_route=best.misses > 0, reason=hint_reason,
         )  # fmt: skip
+
+    def _answer_round(self, waiting: list[tuple[int, _Pending]]) -> list[tuple[int, Draft]]:
+        """The answers of a round's inferred pings (at their index in the batch): each vehicle's
+        assigned block's best hypothesis, or its own best without a block."""
+        fleet = self.fleet
+        assert fleet is not None
+        fleet.assign(
+            [p.ping.vehicle_id for _, p in waiting], max(p.ping.timestamp for _, p in waiting)
+        )
+        out: list[tuple[int, Draft]] = []
+        for i, pending in waiting:
+            ping = pending.ping
+            chosen = fleet.answer(ping.vehicle_id) or pending.own
+            if self.window is not None:
+                reason, detail = pending.reason or (None, None)
+                kept = fleet.best_by_block(ping.vehicle_id, BLOCKS_KEPT)
+                block, _ = fleet.block_of(ping.vehicle_id)
+                self.window.add(Recent(ping.vehicle_id, ping.timestamp, pending.x, pending.y,
+                                       chosen, block, pending.own, kept, reason,
+                                       detail))  # fmt: skip
+            out.append((i, self._draft(ping.vehicle_id, ping.timestamp, pending.x, pending.y,
+                                       chosen, pending.reason, trip_id_given=False)))  # fmt: skip
+        return out
+
+    def settle(self, now_s: float) -> list[Match]:
+        """The answers that changed once settled (see `tracker.core.settle`), for the pings more
+        than `MatcherConfig.settle_lag_s` older than `now_s`: each ping is settled once."""
+        if self.window is None or self.fleet is None:
+            return []
+        drafts: list[Draft] = []
+        for recent in self.window.due(now_s):
+            settled = recent.settled(self.fleet.block_of(recent.vehicle_id)[0])
+            if settled is recent.answered:
+                continue
+            reason = None if recent.reason is None else (recent.reason, recent.detail or "")
+            before, after = (
+                self._draft(recent.vehicle_id, recent.timestamp, recent.x, recent.y, h, reason,
+                            trip_id_given=False)
+                for h in (recent.answered, settled)
+            )  # fmt: skip
+            if (before[2], before[5], before[6]) != (after[2], after[5], after[6]):
+                drafts.append(after)  # another state, trip or service day
+        return complete(self.tables, drafts)
 
     # --- output ---------------------------------------------------------------------------------
 
@@ -257,6 +327,7 @@ class Matcher:
         ping: Ping,
         x: float,
         y: float,
+        answer: Hypothesis,
         hypotheses: tuple[Hypothesis, ...],
         best: Hypothesis,
         *,
@@ -264,11 +335,30 @@ class Matcher:
         off_route: bool,
         reason: tuple[Reason, str] | None,
     ) -> Draft:
+        """Remember the vehicle's new state (`hypotheses`, best first) and describe `answer`."""
         self._remember(ping, hypotheses, best, given_trip=given_trip)
         return describe(
-            self.tables, ping.vehicle_id, ping.timestamp, x, y, best, off_route=off_route,
+            self.tables, ping.vehicle_id, ping.timestamp, x, y, answer, off_route=off_route,
             reason=reason[0] if reason else None, detail=reason[1] if reason else None,
             trip_id_given=given_trip,
+        )  # fmt: skip
+
+    def _draft(
+        self,
+        vehicle_id: str,
+        timestamp: float,
+        x: float,
+        y: float,
+        chosen: Hypothesis,
+        reason: tuple[Reason, str] | None,
+        *,
+        trip_id_given: bool,
+    ) -> Draft:
+        """The answer told from an inferred hypothesis (`as_reported`)."""
+        return describe(
+            self.tables, vehicle_id, timestamp, x, y, as_reported(self.tables, chosen),
+            off_route=chosen.misses > 0, reason=reason[0] if reason else None,
+            detail=reason[1] if reason else None, trip_id_given=trip_id_given,
         )  # fmt: skip
 
     def _remember(
@@ -278,6 +368,8 @@ class Matcher:
         if self.config.keep_paths and best.parent is None:
             self._end_path(ping.vehicle_id)
         self.states[ping.vehicle_id] = VehicleState(ping.timestamp, hypotheses, given_trip)
+        if given_trip and self.fleet is not None:
+            self.fleet.pin(ping.vehicle_id, self.tables.run_block[best.run], ping.timestamp)
 
     # --- hindsight (keep_paths) -------------------------------------------------------------
 
@@ -324,16 +416,48 @@ class Matcher:
         return out
 
 
-def _rounds(pings: Sequence[Ping]) -> list[list[int]]:
-    """Indices of `pings` in rounds: round k holds the k-th ping of each vehicle, in order."""
-    rounds: list[list[int]] = []
-    seen: dict[str, int] = {}
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An inferred ping whose answer waits for the round's assignment of vehicles to blocks."""
+
+    ping: Ping
+    x: float
+    y: float
+    own: Hypothesis  # the vehicle's own filter's best
+    reason: tuple[Reason, str] | None
+
+
+ROUND_SPAN_S = 30.0
+"""The pings of a round lie within this of each other (see `_rounds`)."""
+
+
+def _rounds(pings: Sequence[Ping], span_s: float = ROUND_SPAN_S) -> list[list[int]]:
+    """Indices of `pings` in rounds, in time: each round holds at most one ping per vehicle, the
+    next of each vehicle (in arrival order) whose timestamp is within `span_s` of the earliest
+    of them; within a round, indices in batch order.
+
+    Vehicles answer each other through the assignment of blocks after each round, so a round
+    must be one moment of the fleet, even when a batch holds minutes of pings.
+    """
+    queues: dict[str, deque[int]] = {}
     for j, ping in enumerate(pings):
-        k = seen.get(ping.vehicle_id, 0)
-        seen[ping.vehicle_id] = k + 1
-        if k == len(rounds):
-            rounds.append([])
-        rounds[k].append(j)
+        queues.setdefault(ping.vehicle_id, deque()).append(j)
+    heap = [(pings[q[0]].timestamp, k, q) for k, q in enumerate(queues.values())]
+    heapq.heapify(heap)
+    rounds: list[list[int]] = []
+    while heap:
+        until_s = heap[0][0] + span_s
+        round_: list[int] = []
+        later: list[tuple[float, int, deque[int]]] = []
+        while heap and heap[0][0] <= until_s:
+            _, k, queue = heapq.heappop(heap)
+            round_.append(queue.popleft())
+            if queue:
+                later.append((pings[queue[0]].timestamp, k, queue))
+        for item in later:
+            heapq.heappush(heap, item)
+        round_.sort()
+        rounds.append(round_)
     return rounds
 
 

@@ -23,6 +23,16 @@ from tracker.core.network import FloatArray, Network, Timetable
 
 
 @dataclass(frozen=True, slots=True)
+class BlockConfig:
+    """Tuning of the assignment of vehicles to blocks (`tracker.core.blocks`)."""
+
+    unexplained_cost: float = -6.0  # per ping a block's filter cannot explain
+    entry_cost: float = 60.0  # a block first seen after the vehicle's first ping starts this low
+    prune_margin: float = 100.0  # trackers this far below the vehicle's best are dropped
+    fresh_s: float = 900.0  # a vehicle silent longer than this holds no block
+
+
+@dataclass(frozen=True, slots=True)
 class MatcherConfig:
     """Tuning of the matcher. Scores are natural-log likelihoods; distances m; times s."""
 
@@ -62,6 +72,12 @@ class MatcherConfig:
     trip_hint_max_offset_m: float = 200.0  # a given trip_id is believed within this distance
     max_future_s: float = 300.0
     keep_paths: bool = False  # hypotheses link to their parents, for smoothing after the fact
+    # One bus per block, decided over the fleet (`tracker.core.blocks`), when matching live (not
+    # with `keep_paths`: hindsight matches each vehicle on its own and settles conflicts itself).
+    assign_blocks: bool = True
+    blocks: BlockConfig = BlockConfig()
+    # Answers are settled this long after their ping (`tracker.core.settle`); 0: never revised.
+    settle_lag_s: float = 0.0
 
 
 _RunAnswer = tuple[str, str, "int | None", str, "float | None", int, float, float]
