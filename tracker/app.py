@@ -124,7 +124,7 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
 @contextlib.asynccontextmanager
 async def _matcher(network: Network, settings: Settings) -> AsyncIterator[BatchMatcher]:
     """The matcher, in a process of its own unless `settings.matcher_process` is off."""
-    config = MatcherConfig(max_future_s=settings.max_future_s)
+    config = MatcherConfig(max_future_s=settings.max_future_s, settle_lag_s=settings.settle_lag_s)
     if not settings.matcher_process:
         yield InThreadMatcher(network, config)
         return

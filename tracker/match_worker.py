@@ -1,7 +1,10 @@
 """Where the live service runs the matcher: in a process of its own, or in a thread.
 
     Pipeline.process ──pings──▶ MatcherProcess ══pipe══▶ child process: Matcher.match_batch
-                     ◀─matches─                ◀═══════
+                     ◀─answers─                ◀═══════                  and Matcher.settle
+
+Each batch's answers are its pings' matches and the revisions of older answers that settled
+differently (`tracker.core.settle`).
 
 The matcher is pure Python and numpy, so in the service's own process it shares one interpreter
 lock with the MQTT network thread and the event loop (websockets, HTTP, the store writer): while
@@ -32,7 +35,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Sequence
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from tracker.core.matcher import Matcher, MatcherConfig
 from tracker.core.model import Match, Ping
@@ -52,12 +55,20 @@ _ping_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(Ping)))
 _match_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(Match)))
 
 
+class Answers(NamedTuple):
+    """A batch's answers: one match per ping, and the revisions of older answers."""
+
+    matches: list[Match]
+    revised: list[Match]
+
+
 class BatchMatcher(Protocol):
-    """What the pipeline needs of a matcher: a batch of pings in, one answer per ping out."""
+    """What the pipeline needs of a matcher: a batch of pings in, one answer per ping out, and
+    the older answers that settled differently."""
 
     config: MatcherConfig
 
-    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> list[Match]: ...
+    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> Answers: ...
 
 
 class MatcherCrashedError(RuntimeError):
@@ -71,17 +82,18 @@ class InThreadMatcher:
         self.config = config
         self._matcher = Matcher(network, config)
 
-    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> list[Match]:
-        return await asyncio.to_thread(match_in_chunks, self._matcher, pings, now_s)
+    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> Answers:
+        return await asyncio.to_thread(answer_batch, self._matcher, pings, now_s)
 
 
-def match_in_chunks(matcher: Matcher, pings: Sequence[Ping], now_s: float) -> list[Match]:
-    """`matcher.match_batch`, `CHUNK_PINGS` pings at a time."""
-    return [
+def answer_batch(matcher: Matcher, pings: Sequence[Ping], now_s: float) -> Answers:
+    """`matcher.match_batch`, `CHUNK_PINGS` pings at a time, then `matcher.settle`."""
+    matches = [
         match
         for start in range(0, len(pings), CHUNK_PINGS)
         for match in matcher.match_batch(pings[start : start + CHUNK_PINGS], now=now_s)
     ]
+    return Answers(matches, matcher.settle(now_s))
 
 
 class MatcherProcess:
@@ -90,8 +102,8 @@ class MatcherProcess:
 
     The child is `python -m tracker.match_worker`, so that it imports the matcher and nothing
     else of the service. Requests and answers are pickles on its stdin and stdout: first the
-    network and the config, then per batch (ping rows, now_s) → ("ok", match rows) or ("error",
-    traceback); None asks it to finish.
+    network and the config, then per batch (ping rows, now_s) → ("ok", (match rows, revised
+    match rows)) or ("error", traceback); None asks it to finish.
     """
 
     def __init__(self, network: Network, config: MatcherConfig) -> None:
@@ -122,12 +134,12 @@ class MatcherProcess:
         with self._lock:
             self._stop()
 
-    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> list[Match]:
+    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> Answers:
         rows = [_ping_fields(p) for p in pings]
-        answers = await asyncio.to_thread(self._call, rows, now_s)
-        return [Match(*a) for a in answers]
+        matches, revised = await asyncio.to_thread(self._call, rows, now_s)
+        return Answers([Match(*a) for a in matches], [Match(*a) for a in revised])
 
-    def _call(self, rows: list[tuple[Any, ...]], now_s: float) -> list[tuple[Any, ...]]:
+    def _call(self, rows: list[tuple[Any, ...]], now_s: float) -> tuple[list[Any], list[Any]]:
         """One batch through the child; a dead child is replaced once and the batch resent."""
         with self._lock:
             for attempt in (1, 2):
@@ -147,7 +159,7 @@ class MatcherProcess:
                     continue
                 if status == "error":  # a bug in the matcher: the child lives on
                     raise RuntimeError(f"the matcher failed on a batch:\n{payload}")
-                result: list[tuple[Any, ...]] = payload
+                result: tuple[list[Any], list[Any]] = payload
                 return result
             raise MatcherCrashedError("the matcher's process died twice on one batch")
 
@@ -217,8 +229,10 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
             return
         rows, now_s = request
         try:
-            matches = match_in_chunks(matcher, [Ping(*r) for r in rows], now_s)
-            reply: tuple[str, Any] = ("ok", [_match_fields(m) for m in matches])
+            matches, revised = answer_batch(matcher, [Ping(*r) for r in rows], now_s)
+            reply: tuple[str, Any] = (
+                "ok", ([_match_fields(m) for m in matches], [_match_fields(m) for m in revised])
+            )  # fmt: skip
         except Exception:
             reply = ("error", traceback.format_exc())
         answer(reply)

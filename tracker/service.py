@@ -70,12 +70,22 @@ class PipelineStats:
     messages: int = 0  # live and superseded
     pings_matched: int = 0
     superseded_stored: int = 0  # superseded pings handed to the store unmatched
+    revised: int = 0  # answers that settled differently, revised in the store
     by_state: Counter[str] = field(default_factory=Counter)
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     vehicles_expired: int = 0
     last_batch_size: int = 0
     last_batch_s: float = 0.0  # wall time to decode + match + hand over one batch
     max_batch_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A batch waiting to be written: its rows, when it was received, and revisions."""
+
+    rows: StoredBatch
+    received_at_s: float
+    revised: Sequence[Match]
 
 
 class StoreWriter:
@@ -92,7 +102,7 @@ class StoreWriter:
         backoff: Backoff = STORE_BACKOFF,
     ) -> None:
         self._store = store
-        self._pending: deque[tuple[StoredBatch, float]] = deque()
+        self._pending: deque[_Queued] = deque()
         self._max_batches = max_batches
         self._write_every_s = write_every_s
         self._max_rows_per_write = max_rows_per_write
@@ -104,6 +114,7 @@ class StoreWriter:
         self.duplicates = 0
         self.dropped_batches = 0
         self.dropped_pings = 0
+        self.revised = 0  # stored answers revised (settled differently)
         self.failures = 0
         self.healthy = True
 
@@ -111,16 +122,19 @@ class StoreWriter:
     def pending_batches(self) -> int:
         return len(self._pending)
 
-    def submit(self, rows: StoredBatch, received_at_s: float) -> None:
-        """Queue one batch for writing; never blocks. When full the oldest batch is dropped."""
-        if not rows:
+    def submit(
+        self, rows: StoredBatch, received_at_s: float, revised: Sequence[Match] = ()
+    ) -> None:
+        """Queue one batch for writing, with the revisions of answers stored before; never
+        blocks. When full the oldest batch is dropped."""
+        if not rows and not revised:
             return
         if len(self._pending) >= self._max_batches:
-            dropped, _ = self._pending.popleft()
+            dropped = self._pending.popleft()
             self.dropped_batches += 1
-            self.dropped_pings += len(dropped)
-            log.warning("store queue full: dropped a batch of %d pings", len(dropped))
-        self._pending.append((rows, received_at_s))
+            self.dropped_pings += len(dropped.rows)
+            log.warning("store queue full: dropped a batch of %d pings", len(dropped.rows))
+        self._pending.append(_Queued(rows, received_at_s, revised))
         self._wake.set()
 
     async def run(self) -> None:
@@ -141,10 +155,12 @@ class StoreWriter:
             await asyncio.sleep(max(0.0, next_write_at - loop.time()))
             next_write_at = loop.time() + self._write_every_s
             writing = self._next_write()
-            rows = writing[0][0] if len(writing) == 1 else [r for b, _ in writing for r in b]
-            received_at_s = writing[0][1]
+            rows = writing[0].rows if len(writing) == 1 else [r for b in writing for r in b.rows]
+            revised = [m for b in writing for m in b.revised]
             try:
-                result = await self._store.write_batch(rows, received_at_s=received_at_s)
+                result = await self._store.write_batch(
+                    rows, received_at_s=writing[0].received_at_s, revised=revised
+                )
             except Exception as e:
                 # StoreError: the database cannot be reached. Anything else is a write it
                 # refused (privileges, read-only after a failover, disk full, ...): retried
@@ -166,13 +182,14 @@ class StoreWriter:
                     self._pending.popleft()
             self.stored += result.stored
             self.duplicates += result.duplicates
+            self.revised += result.revised
 
-    def _next_write(self) -> list[tuple[StoredBatch, float]]:
+    def _next_write(self) -> list[_Queued]:
         """The oldest queued batches, as many as fit in one write (at least one)."""
         writing = [self._pending[0]]
-        rows = len(writing[0][0])
+        rows = len(writing[0].rows) + len(writing[0].revised)
         for batch in itertools.islice(self._pending, 1, None):
-            rows += len(batch[0])
+            rows += len(batch.rows) + len(batch.revised)
             if rows > self._max_rows_per_write:
                 break
             writing.append(batch)
@@ -217,8 +234,9 @@ class Pipeline:
         started = time.perf_counter()
         now_s = self.clock()
         pings = self._decode(messages, now_s)
-        # validate + match, off the event loop: only this task uses the matcher
-        matches = await self.matcher.match_batch(pings, now_s)
+        # validate + match, off the event loop: only this task uses the matcher; older answers
+        # that settled differently come back as revisions
+        matches, revised = await self.matcher.match_batch(pings, now_s)
         kept: StoredBatch = []
         for ping, match in zip(pings, matches, strict=True):
             if match.state is State.REJECTED:
@@ -231,8 +249,10 @@ class Pipeline:
                     ping.timestamp, self._last_seen_s.get(ping.vehicle_id, 0.0)
                 )
         stored_only = self._superseded(superseded, now_s)
-        self.writer.submit(kept + stored_only, received_at_s=now_s)  # store
+        self.writer.submit(kept + stored_only, received_at_s=now_s, revised=revised)  # store
         self.hub.publish(LiveVehicle.from_match(p, m) for p, m in kept)  # broadcast
+        self.hub.revise(revised)
+        self.stats.revised += len(revised)
         self._expire(now_s)
         self.stats.superseded_stored += len(stored_only)
         self._count(len(messages) + len(superseded), len(pings), time.perf_counter() - started)

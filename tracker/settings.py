@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # The matcher in a process of its own (True), beside the MQTT thread and the event loop
     # rather than sharing the interpreter lock with them; False: a thread of the service.
     matcher_process: bool = True
+    # Answers are settled this long after their ping: a position whose trip the next minutes
+    # show was another is revised in the history and on the pages (0: never revised).
+    settle_lag_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
 
     # --- live output ----------------------------------------------------------------------------
     live_tick_s: Annotated[float, Field(gt=0, le=10)] = 0.1

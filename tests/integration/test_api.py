@@ -453,9 +453,11 @@ async def _check_stats(client: httpx.AsyncClient, pings: Sequence[Ping]) -> None
     assert (ingest["connected"], ingest["connects"], ingest["reconnects"]) == (True, 1, 0)
     assert ingest["messages_received"] == len(pings) + 1
     writer = body["writer"]
+    # Answers that settled differently are revised in the stored history, each once.
+    assert pipeline["superseded_stored"] == 0
     assert writer == {"healthy": True, "stored": len(pings), "duplicates": 0,
-                      "dropped_batches": 0, "dropped_pings": 0, "failures": 0,
-                      "pending_batches": 0}  # fmt: skip
+                      "revised": pipeline["revised"], "dropped_batches": 0, "dropped_pings": 0,
+                      "failures": 0, "pending_batches": 0}  # fmt: skip
     assert body["hub"]["ticks"] > 0
 
 

@@ -28,7 +28,7 @@ from tracker.errors import StoreError
 from tracker.gtfs.load import load_network
 from tracker.ingest.queue import AsyncIngestQueue, LatestPerVehicleQueue, Received
 from tracker.live.hub import Hub
-from tracker.match_worker import InThreadMatcher, MatcherProcess
+from tracker.match_worker import Answers, InThreadMatcher, MatcherProcess
 from tracker.service import Pipeline, StoreWriter
 from tracker.store import Store, VehicleRow, mask_password, migrations, open_store, upgrade
 from tracker.store.embedded import embedded_postgres
@@ -610,7 +610,7 @@ class FailsOnce(InThreadMatcher):
         super().__init__(network, MatcherConfig())
         self.failed = False
 
-    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> list[Match]:
+    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> Answers:
         if not self.failed:
             self.failed = True
             raise RuntimeError("a bug in the matcher")
@@ -680,3 +680,104 @@ async def test_a_failed_batch_is_counted_and_the_next_ones_go_on(store: Store) -
     lost = pipeline.stats.rejected_by_reason["internal_error"]
     assert 1 <= lost <= 10  # the first batch, and only it
     assert pipeline.writer.stored == len(sent) - lost
+
+
+# --- revisions (answers settled after the fact) ----------------------------------------------
+
+
+async def test_revised_answers_replace_the_stored_ones_and_say_when(
+    store: Store, postgres_url: str
+) -> None:
+    first, last = ping("bus-0", MAY_1), ping("bus-0", MAY_1 + 30)
+    await store.write_batch(matched(first, last), received_at_s=MAY_1 + 31)
+    settled = replace(in_service(first, "R2"), delay_s=415.0)
+    never_stored = in_service(ping("bus-9", MAY_1), "R2")
+    result = await store.write_batch([], received_at_s=MAY_1 + 200, revised=[settled, never_stored])
+    assert (result.stored, result.revised) == (0, 1)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT observed_at, route_id, trip_id, delay_s, revised_at FROM positions "
+            "ORDER BY observed_at"
+        )
+        latest = await conn.fetchrow("SELECT route_id, revised_at FROM vehicle_latest")
+    finally:
+        await conn.close()
+    assert [(r["route_id"], r["trip_id"], r["delay_s"]) for r in rows] == [
+        ("R2", "R2_0615", 415.0),
+        ("R1", "R1_0615", -42.0),  # not revised
+    ]
+    assert rows[0]["revised_at"] is not None
+    assert rows[1]["revised_at"] is None
+    assert latest is not None
+    assert (latest["route_id"], latest["revised_at"]) == ("R1", None)  # the latest was not
+
+
+async def test_a_revision_of_the_latest_position_revises_the_vehicle_latest_too(
+    store: Store, postgres_url: str
+) -> None:
+    only = ping("bus-0", MAY_1)
+    await store.write_batch(matched(only), received_at_s=MAY_1 + 1, revised=[])
+    await store.write_batch([], received_at_s=MAY_1 + 200, revised=[in_service(only, "R2")])
+    rows = await store.latest()
+    assert [(r.vehicle_id, r.route_id) for r in rows] == [("bus-0", "R2")]
+
+
+async def test_the_writer_stores_a_batch_and_revises_in_one_write(store: Store) -> None:
+    writer = StoreWriter(store, write_every_s=0.0)
+    early = ping("bus-0", MAY_1)
+    writer.submit(matched(early), received_at_s=MAY_1 + 1)
+    later = ping("bus-0", MAY_1 + 150)
+    writer.submit(matched(later), received_at_s=MAY_1 + 151, revised=[in_service(early, "R2")])
+    running = asyncio.create_task(writer.run())
+    try:
+        assert await writer.flush(10.0)
+    finally:
+        running.cancel()
+    assert (writer.stored, writer.revised) == (2, 1)
+    trail = await store.trail("bus-0", since_s=MAY_1 - 1)
+    assert [r.route_id for r in trail] == ["R2", "R1"]
+
+
+async def test_the_pipeline_revises_stored_answers_once_the_other_bus_shows_whose_trip_it_was(
+    store: Store, postgres_url: str, tmp_path: Path
+) -> None:
+    """A late bus seen alone at first is taken for the other block's bus (both buses matched
+    by the matcher's own process); once that bus reports, the late bus's first answers are
+    revised in the history (`TRACKER_SETTLE_LAG_S`)."""
+    from tests import feeds
+    from tests.unit.test_blocks import block_of, late_bus, on_time_bus
+
+    network = load_network(feeds.two_directions_feed(tmp_path))
+    start_s = network.day_origin(date(2026, 3, 4)) + 6 * 3600 + 14 * 60  # 06:14
+    pings = sorted(
+        late_bus(network) + [p for p in on_time_bus(network) if p.timestamp >= start_s],
+        key=lambda p: p.timestamp,
+    )
+    clock_s = [pings[0].timestamp]
+    config = MatcherConfig(settle_lag_s=900.0)
+    hub = Hub()
+    async with MatcherProcess(network, config) as matcher:
+        pipeline = Pipeline(matcher, StoreWriter(store, write_every_s=0.0), hub,
+                            clock=lambda: clock_s[0])  # fmt: skip
+        writing = asyncio.create_task(pipeline.writer.run())
+        try:
+            for p in [*pings, replace(pings[-1], timestamp=pings[-1].timestamp + 1200)]:
+                clock_s[0] = p.timestamp
+                await pipeline.process([Received(position_topic(p.vehicle_id), encode_ping(p), 0)])
+            assert await pipeline.writer.flush(10.0)
+        finally:
+            writing.cancel()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT observed_at, trip_id, revised_at FROM positions WHERE vehicle_id = 'late' "
+            "AND observed_at < $1 ORDER BY observed_at",
+            datetime.fromtimestamp(start_s, UTC),
+        )
+    finally:
+        await conn.close()
+    assert len(rows) >= 5
+    assert all(block_of(network, r["trip_id"]) == "blk1" for r in rows)  # settled: its own
+    assert all(r["revised_at"] is not None for r in rows)  # they were blk2's, live
+    assert pipeline.stats.revised == pipeline.writer.revised >= len(rows)

@@ -517,3 +517,47 @@ def test_hub_and_vehicle_import_no_web_framework() -> None:
             for module in modules:
                 assert module.split(".")[0] not in {"fastapi", "starlette", "uvicorn"}, name
                 assert module != "tracker.live.ws", name
+
+
+# -- revisions --------------------------------------------------------------------------------
+
+
+def revision(vehicle_id: str, route_id: str, trip_id: str, t: float = T0 - 120) -> Match:
+    return Match(vehicle_id, t, State.IN_SERVICE, route_id=route_id, trip_id=trip_id,
+                 service_date="20260216", delay_s=412.04)  # fmt: skip
+
+
+async def test_revised_answers_reach_the_clients_of_their_routes_once_per_tick() -> None:
+    hub = Hub(tick_s=TICK_S, clock=lambda: T0)
+    hub.publish([bus("bus-1", route_id="R1")])
+    hub.tick()
+    on_r1 = hub.connect(Subscription.of(routes=["R1"]))
+    on_r2 = hub.connect(Subscription.of(routes=["R2"]))
+    everything = hub.connect(EVERYTHING)
+    for client in (on_r1, on_r2, everything):
+        await read_ready(client)  # the snapshots
+    # bus-1 is shown on R1; its position of two minutes ago was on R3's trip, now settled.
+    hub.revise([revision("bus-1", "R3", "R3-0815"), revision("bus-9", "R2", "R2-0900")])
+    hub.tick()
+    (to_r1,) = await read_ready(on_r1)
+    assert to_r1["type"] == "revised"
+    assert to_r1["revisions"] == [{
+        "vehicle_id": "bus-1", "observed_at_s": T0 - 120, "state": "in_service",
+        "route_id": "R3", "trip_id": "R3-0815", "service_date": "20260216", "delay_s": 412.0,
+    }]  # fmt: skip
+    (to_r2,) = await read_ready(on_r2)
+    assert [r["vehicle_id"] for r in to_r2["revisions"]] == ["bus-9"]
+    (to_all,) = await read_ready(everything)
+    assert [r["vehicle_id"] for r in to_all["revisions"]] == ["bus-1", "bus-9"]
+    hub.tick()  # sent once
+    assert await read_ready(on_r1) == []
+    assert hub.stats().revisions_sent == 4
+
+
+async def test_a_client_with_a_full_queue_misses_revisions_and_they_are_counted() -> None:
+    hub = Hub(tick_s=TICK_S, client_queue_size=1, clock=lambda: T0)
+    client = hub.connect(EVERYTHING)  # its snapshot fills its queue
+    hub.revise([revision("bus-1", "R1", "R1-0815")])
+    hub.tick()
+    assert [m["type"] for m in await read_ready(client)] == ["snapshot"]
+    assert (hub.stats().revisions_sent, hub.stats().revisions_dropped) == (0, 1)

@@ -22,7 +22,7 @@ from tracker.core.model import Ping, Reason, State
 from tracker.core.network import Network
 from tracker.demo import BUNDLED_FEED
 from tracker.gtfs.load import load_network
-from tracker.match_worker import CHUNK_PINGS, InThreadMatcher, MatcherProcess, match_in_chunks
+from tracker.match_worker import CHUNK_PINGS, InThreadMatcher, MatcherProcess, answer_batch
 
 DAY = dt.date(2019, 1, 1)  # a Tuesday of the bundled feed
 
@@ -66,8 +66,8 @@ async def test_the_process_answers_as_the_matcher_does_in_process(
     states: set[State] = set()
     for pings, now_s in batches:
         expected = in_process.match_batch(pings, now=now_s)
-        assert await process.match_batch(pings, now_s) == expected
-        assert await in_thread.match_batch(pings, now_s) == expected
+        assert (await process.match_batch(pings, now_s)).matches == expected
+        assert (await in_thread.match_batch(pings, now_s)).matches == expected
         states.update(m.state for m in expected)
     assert State.IN_SERVICE in states  # the comparison covers matched pings, not just rejects
     assert process.restarts == 0
@@ -80,14 +80,15 @@ async def test_a_big_batch_is_matched_in_chunks_with_the_same_answers(
     now_s = batches[-1][1]
     assert len(pings) > 3 * CHUNK_PINGS
     at_once = Matcher(network, MatcherConfig()).match_batch(pings, now=now_s)
-    assert match_in_chunks(Matcher(network, MatcherConfig()), pings, now_s) == at_once
+    assert answer_batch(Matcher(network, MatcherConfig()), pings, now_s).matches == at_once
 
 
 async def test_bad_pings_come_back_rejected_with_their_reason(process: MatcherProcess) -> None:
     now_s = 1_546_329_600.0
-    answers = await process.match_batch(
+    answers, revised = await process.match_batch(
         [Ping("bus-1", now_s, 91.0, 36.8), Ping("bus-2", float("nan"), -1.28, 36.8)], now_s
     )
+    assert revised == []
     assert [(m.vehicle_id, m.state, m.reason) for m in answers] == [
         ("bus-1", State.REJECTED, Reason.BAD_COORDINATES),
         ("bus-2", State.REJECTED, Reason.BAD_TIMESTAMP),
@@ -104,7 +105,7 @@ async def test_a_killed_process_is_replaced_and_the_batch_still_answered(
     assert wait_until_gone(first)
     answers = await process.match_batch(pings, now_s)
     # A new child, with no memory of the vehicles: as a fresh matcher answers.
-    assert answers == Matcher(network, MatcherConfig()).match_batch(pings, now=now_s)
+    assert answers.matches == Matcher(network, MatcherConfig()).match_batch(pings, now=now_s)
     assert process.restarts == 1
     assert process.pid not in (None, first)
 
@@ -116,7 +117,7 @@ async def test_a_failing_batch_raises_and_the_process_lives_on(
     with pytest.raises(RuntimeError, match="the matcher failed on a batch"):
         await process.match_batch([Ping("bus-1", "not a time", 0.0, 0.0)], 0.0)  # type: ignore[arg-type]
     pings, now_s = batches[0]
-    assert len(await process.match_batch(pings, now_s)) == len(pings)
+    assert len((await process.match_batch(pings, now_s)).matches) == len(pings)
     assert (process.pid, process.restarts) == (pid, 0)
 
 

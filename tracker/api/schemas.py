@@ -304,6 +304,8 @@ class PipelineStats(BaseModel):
     batches: int
     messages: int
     pings_matched: int
+    superseded_stored: int = Field(description="overtaken by a newer ping: stored unmatched")
+    revised: int = Field(description="answers settled differently after their ping")
     by_state: dict[str, int]
     rejected_by_reason: dict[str, int]
     vehicles_expired: int
@@ -326,6 +328,7 @@ class WriterStats(BaseModel):
     healthy: bool
     stored: int
     duplicates: int
+    revised: int = Field(description="stored positions whose answer was revised")
     dropped_batches: int
     dropped_pings: int
     failures: int

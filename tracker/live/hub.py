@@ -29,6 +29,18 @@ lists the vehicles that changed and the ids that left the view (removed by the p
 out of the bbox or off the subscribed routes). `server_time_s` is the server's clock (epoch
 seconds) at the tick whose state the message shows. Both lists are sorted by vehicle id.
 
+Answers revised since the last tick (`Hub.revise`: positions of the last minutes whose trip,
+state or service day settled differently, `tracker.core.settle`) come in a message of their own,
+for the clients whose subscribed routes include the revised or the original route::
+
+    {"type": "revised", "server_time_s": 1764061200.5,
+     "revisions": [{"vehicle_id": "bus-7", "observed_at_s": 1764061080.0, "state": "in_service",
+                    "route_id": "R1", "trip_id": "R1-0815", "service_date": "20251125",
+                    "delay_s": 412.0}, ...]}
+
+A client whose queue is full misses them (counted in `revisions_dropped`): they concern the
+past, and the history API has them.
+
 Everything runs on one event loop: call `publish`, `remove`, `connect` and the client methods from
 the loop's thread (from another thread, go through `loop.call_soon_threadsafe`).
 """
@@ -44,7 +56,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tracker.core.model import State
+from tracker.core.model import Match, State
 from tracker.errors import TrackerError
 from tracker.live.vehicle import JsonValue, LiveVehicle
 
@@ -53,6 +65,7 @@ logger = logging.getLogger(__name__)
 CLOSE_GOING_AWAY = 1001  # the hub was closed (server shutting down)
 CLOSE_TOO_SLOW = 1008  # policy violation: the client did not read its messages for too long
 MAX_ROUTES_PER_SUBSCRIPTION = 1000
+MAX_REVISIONS_PER_TICK = 10_000
 
 BBox = tuple[float, float, float, float]
 """(min_lon, min_lat, max_lon, max_lat) in degrees, edges included."""
@@ -176,6 +189,8 @@ class HubStats:
     dropped_intermediate: int  # vehicle states overwritten in a slow client's pending dict
     disconnected_stuck: int
     published_ignored: int  # rejected, undrawable or older than the state already held
+    revisions_sent: int  # revised answers handed to clients (one per client each)
+    revisions_dropped: int  # revised answers a client missed (its queue was full), or too many
 
 
 class Client:
@@ -328,6 +343,7 @@ class Hub:
         self._groups: dict[Subscription, set[Client]] = {}
         self._snapshots: dict[Subscription, str] = {}  # valid until the next tick
         self._json: dict[str, tuple[LiveVehicle, dict[str, JsonValue]]] = {}
+        self._revisions: list[tuple[set[str | None], dict[str, JsonValue | None]]] = []
         self._state_time_s = self._clock()
         self._next_client_id = 1
         self._running = False
@@ -346,6 +362,8 @@ class Hub:
         self._dropped_intermediate = 0
         self._disconnected_stuck = 0
         self._published_ignored = 0
+        self._revisions_sent = 0
+        self._revisions_dropped = 0
 
     # -- the pipeline's side ------------------------------------------------------------------
 
@@ -368,6 +386,25 @@ class Hub:
                 self._published_ignored += 1
                 continue
             changes[vehicle_id] = vehicle
+
+    def revise(self, revised: Iterable[Match]) -> None:
+        """Answers of past positions that settled differently; clients hear of them at the
+        next tick (see the module). At most `MAX_REVISIONS_PER_TICK` wait; more are dropped."""
+        for match in revised:
+            if len(self._revisions) >= MAX_REVISIONS_PER_TICK:
+                self._revisions_dropped += 1
+                continue
+            shown = self._vehicles.get(match.vehicle_id)
+            routes = {match.route_id, None if shown is None else shown.route_id}
+            self._revisions.append((routes, {
+                "vehicle_id": match.vehicle_id,
+                "observed_at_s": match.timestamp,
+                "state": match.state.value,
+                "route_id": match.route_id,
+                "trip_id": match.trip_id,
+                "service_date": match.service_date,
+                "delay_s": None if match.delay_s is None else round(match.delay_s, 1),
+            }))  # fmt: skip
 
     def remove(self, vehicle_ids: Iterable[str]) -> None:
         """Forget these vehicles (stale or expired); clients that show them are told to drop
@@ -434,6 +471,8 @@ class Hub:
             dropped_intermediate=self._dropped_intermediate,
             disconnected_stuck=self._disconnected_stuck,
             published_ignored=self._published_ignored,
+            revisions_sent=self._revisions_sent,
+            revisions_dropped=self._revisions_dropped,
         )
 
     # -- the tick -------------------------------------------------------------------------------
@@ -507,6 +546,8 @@ class Hub:
                             message = self._encode("update", view_changes)
                             serialisations += 1
                         client._push(message)
+        if self._revisions:
+            serialisations += self._send_revisions()
         self._serialisations_last_tick = serialisations
         self._serialisations_total += serialisations
         duration_s = time.perf_counter() - started
@@ -514,6 +555,31 @@ class Hub:
         self._tick_duration_max_s = max(self._tick_duration_max_s, duration_s)
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _send_revisions(self) -> int:
+        """The revisions since the last tick to every group that subscribes to their routes (one
+        serialisation per group); how many messages were serialised."""
+        revisions, self._revisions = self._revisions, []
+        serialisations = 0
+        for subscription, clients in self._groups.items():
+            wanted = subscription.route_ids
+            mine = [r for routes, r in revisions if wanted is None or not wanted.isdisjoint(routes)]
+            if not mine:
+                continue
+            message = json.dumps(
+                {"type": "revised", "server_time_s": round(self._state_time_s, 3),
+                 "revisions": mine},
+                separators=(",", ":"),
+                allow_nan=False,
+            )  # fmt: skip
+            serialisations += 1
+            for client in clients:
+                if client._pending or len(client._queue) >= self.client_queue_size:
+                    self._revisions_dropped += len(mine)
+                else:
+                    client._push(message)
+                    self._revisions_sent += len(mine)
+        return serialisations
 
     def _close_stuck_clients(self, now_monotonic_s: float) -> None:
         stuck = [

@@ -11,7 +11,10 @@ How a batch is written (`Store.write_batch`):
 3. in one transaction the rows are COPYed into a per-connection temporary staging table and one
    statement moves them into `positions` (ON CONFLICT DO NOTHING: a row already stored is a
    duplicate) and into `vehicle_latest` (only where newer than the stored row, and never from a
-   ping stored unmatched as `superseded`: the vehicle's newer, matched ping is the latest).
+   ping stored unmatched as `superseded`: the vehicle's newer, matched ping is the latest);
+4. in the same transaction, answers revised since (settled differently a few minutes after
+   their ping: `tracker.core.settle`) are COPYed into another staging table and replace the
+   matcher's columns of their stored rows, which get `revised_at`.
 
 Concurrency: migrations run under a session advisory lock, partition creation and retention under
 a transaction advisory lock, so several trackers may share one database.
@@ -136,6 +139,47 @@ WITH stored AS (
 )
 SELECT count(*) FROM stored"""
 
+# Revisions: the matcher's columns of stored rows, replaced.
+REVISED_COLUMNS: Final = (
+    "vehicle_id",
+    "observed_at",
+    "state",
+    "reason",
+    "route_id",
+    "trip_id",
+    "service_date",
+    "direction_id",
+    "shape_id",
+    "shape_dist_m",
+    "snapped_lat",
+    "snapped_lon",
+    "offset_m",
+    "delay_s",
+    "headway_s",
+)
+REVISED_TABLE: Final = "positions_revised"
+CREATE_REVISED_SQL: Final = f"""
+CREATE TEMP TABLE IF NOT EXISTS {REVISED_TABLE} (
+    vehicle_id text, observed_at timestamptz, state text, reason text, route_id text,
+    trip_id text, service_date text, direction_id smallint, shape_id text,
+    shape_dist_m double precision, snapped_lat double precision, snapped_lon double precision,
+    offset_m double precision, delay_s double precision, headway_s double precision
+) ON COMMIT DELETE ROWS"""
+_SET_REVISED: Final = ", ".join(f"{c} = r.{c}" for c in REVISED_COLUMNS[2:])
+# Returns how many stored rows were revised (a revision of a row never stored changes nothing).
+REVISE_STAGED_SQL: Final = f"""
+WITH history AS (
+    UPDATE positions AS p SET {_SET_REVISED}, revised_at = now()
+    FROM {REVISED_TABLE} AS r
+    WHERE p.vehicle_id = r.vehicle_id AND p.observed_at = r.observed_at
+    RETURNING 1
+), latest AS (
+    UPDATE vehicle_latest AS p SET {_SET_REVISED}, revised_at = now()
+    FROM {REVISED_TABLE} AS r
+    WHERE p.vehicle_id = r.vehicle_id AND p.observed_at = r.observed_at
+)
+SELECT count(*) FROM history"""
+
 # --- reading ----------------------------------------------------------------------------------
 
 # The columns of a `VehicleRow`, in its field order.
@@ -205,6 +249,7 @@ class WriteResult:
     stored: int  # new rows in the history
     duplicates: int  # same vehicle and observation time as a stored row or an earlier batch item
     skipped_rejected: int  # rejected matches, never stored
+    revised: int = 0  # stored rows whose answer was revised
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,6 +448,27 @@ def _history_row(
     )
 
 
+def _revised_row(match: Match) -> tuple[object, ...]:
+    """A record for the revisions' staging table, in the order of `REVISED_COLUMNS`."""
+    return (
+        _storable(match.vehicle_id),
+        _timestamptz(match.timestamp),
+        match.state.value,
+        None if match.reason is None else match.reason.value,
+        match.route_id,
+        match.trip_id,
+        match.service_date,
+        match.direction_id,
+        match.shape_id,
+        match.shape_dist_m,
+        match.snapped_lat,
+        match.snapped_lon,
+        match.offset_m,
+        match.delay_s,
+        match.headway_s,
+    )
+
+
 _STATES: Final = {state.value: state for state in State}
 _REASONS: Final = {reason.value: reason for reason in Reason}
 
@@ -536,10 +602,16 @@ class Store:
     # --- writing ------------------------------------------------------------------------------
 
     async def write_batch(
-        self, items: Sequence[tuple[Ping, Match]], *, received_at_s: float
+        self,
+        items: Sequence[tuple[Ping, Match]],
+        *,
+        received_at_s: float,
+        revised: Sequence[Match] = (),
     ) -> WriteResult:
-        """Store the batch's positions in the history and move each vehicle's latest forward."""
+        """Store the batch's positions in the history and move each vehicle's latest forward;
+        replace the answers of stored positions by their `revised` ones."""
         received_at = _timestamptz(received_at_s)
+        revisions = [_revised_row(m) for m in revised if m.state is not State.REJECTED]
         rows: dict[tuple[str, datetime], tuple[object, ...]] = {}
         skipped_rejected = 0
         for ping, match in items:
@@ -552,33 +624,44 @@ class Store:
             if key not in rows:
                 rows[key] = _history_row(ping, match, key[1], received_at)
         candidates = len(items) - skipped_rejected
-        if not rows:
+        if not rows and not revisions:
             return WriteResult(stored=0, duplicates=candidates, skipped_rejected=skipped_rejected)
         days = {observed_at.date() for _, observed_at in rows}
         async with self._connection() as conn:
             try:
-                stored = await self._write_rows(conn, rows.values(), days)
+                stored, revised_n = await self._write_rows(conn, rows.values(), days, revisions)
             except asyncpg.CheckViolationError as exc:
                 if exc.constraint_name is not None:
                     raise  # a CHECK of the table, not a missing partition
                 # "No partition of relation positions found for row": another tracker's retention
                 # dropped a partition this one had cached. Look again, once.
                 self._partition_days -= days
-                stored = await self._write_rows(conn, rows.values(), days)
-        logger.debug("stored %d of %d positions", stored, len(items))
-        return WriteResult(
-            stored=stored, duplicates=candidates - stored, skipped_rejected=skipped_rejected
-        )
+                stored, revised_n = await self._write_rows(conn, rows.values(), days, revisions)
+        logger.debug("stored %d of %d positions, revised %d", stored, len(items), revised_n)
+        return WriteResult(stored=stored, duplicates=candidates - stored,
+                           skipped_rejected=skipped_rejected, revised=revised_n)  # fmt: skip
 
     async def _write_rows(
-        self, conn: Connection, rows: Collection[tuple[object, ...]], days: set[date]
-    ) -> int:
+        self,
+        conn: Connection,
+        rows: Collection[tuple[object, ...]],
+        days: set[date],
+        revisions: Collection[tuple[object, ...]],
+    ) -> tuple[int, int]:
         await self._ensure_partitions(conn, days)
+        stored = revised = 0
         async with conn.transaction():
-            await conn.execute(CREATE_STAGING_SQL)
-            await conn.copy_records_to_table(STAGING_TABLE, records=rows, columns=COLUMNS)
-            stored: int = await conn.fetchval(MOVE_STAGED_SQL)
-        return stored
+            if rows:
+                await conn.execute(CREATE_STAGING_SQL)
+                await conn.copy_records_to_table(STAGING_TABLE, records=rows, columns=COLUMNS)
+                stored = await conn.fetchval(MOVE_STAGED_SQL)
+            if revisions:
+                await conn.execute(CREATE_REVISED_SQL)
+                await conn.copy_records_to_table(
+                    REVISED_TABLE, records=revisions, columns=REVISED_COLUMNS
+                )
+                revised = await conn.fetchval(REVISE_STAGED_SQL)
+        return stored, revised
 
     async def _ensure_partitions(self, conn: Connection, days: set[date]) -> None:
         missing = sorted(days - self._partition_days)
