@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,8 @@ from tests.unit.test_matcher import WEEKDAY, drive, match_all, network_of
 from tracker.core import hindsight
 from tracker.core.candidates import PingCache
 from tracker.core.hindsight import match_recorded, match_vehicle
-from tracker.core.model import Ping, Reason, State
+from tracker.core.model import Match, Ping, Reason, State
+from tracker.core.network import Network
 from tracker.core.tables import MatcherConfig
 
 
@@ -118,3 +121,84 @@ def test_a_vehicle_matched_again_from_its_cache_gets_the_same_answers(tmp_path: 
     assert match_vehicle(network, config, pings, now, excluded, cache=cache) == match_vehicle(
         network, config, pings, now, excluded
     )
+
+
+def count_rematches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, `calls[0]` counts hindsight's `match_vehicle` calls (first pass included)."""
+    calls = [0]
+    real = hindsight.match_vehicle
+
+    def counted(*args: Any, **kwargs: Any) -> hindsight.VehiclePath:
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hindsight, "match_vehicle", counted)
+    return calls
+
+
+def devices_of_two_buses(network: Network, devices: int) -> list[Ping]:
+    """`devices` devices on each bus of `test_two_buses_are_not_given_the_same_trip`, device k
+    reporting 2k seconds after device 0 (so up to 67 m behind it), named "<bus>-<k>"."""
+    return in_time_order(
+        *(
+            drive(network, trip_id, WEEKDAY, vehicle=f"{bus}-{k}", delay_s=delay_s + 2 * k)
+            for bus, trip_id, delay_s in (("on_time", "B_N_0612", 0), ("late", "B_N_0600", 600))
+            for k in range(devices)
+        )
+    )
+
+
+def settled_trips(pings: list[Ping], recorded: list[Match]) -> dict[str, set[str | None]]:
+    """Each device's trips, leaving out its first two fixes (a bus needs them to be told)."""
+    trips: dict[str, list[str | None]] = defaultdict(list)
+    for p, m in zip(pings, recorded, strict=True):
+        assert (m.vehicle_id, m.timestamp) == (p.vehicle_id, p.timestamp)
+        trips[p.vehicle_id].append(m.trip_id)
+    return {vehicle_id: set(t[2:]) for vehicle_id, t in trips.items()}
+
+
+def test_many_devices_on_one_bus_are_settled_once_for_all_of_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network = network_of(feeds.two_directions_feed, tmp_path)
+    calls = count_rematches(monkeypatch)
+    # One device per bus: the late bus gives up B_N_0612 to the bus on time.
+    one = devices_of_two_buses(network, 1)
+    match_recorded(network, one, [max(p.timestamp for p in one) + 60] * len(one))
+    calls_one = calls[0]
+    assert calls_one > 2  # re-matches beyond the first pass: the conflict this test is about
+
+    calls[0] = 0
+    many = devices_of_two_buses(network, 6)
+    recorded = match_recorded(network, many, [max(p.timestamp for p in many) + 60] * len(many))
+    trips = settled_trips(many, recorded)
+    assert trips == {f"on_time-{k}": {"B_N_0612"} for k in range(6)} | {
+        f"late-{k}": {"B_N_0600"} for k in range(6)
+    }
+    # Each bus's devices are one bus: the conflict is settled for the first device of each
+    # alone, as with one device per bus; the others cost their first pass and, for the late
+    # bus, whose trip changed, one re-match each.
+    assert calls[0] == calls_one + 10 + 5
+
+
+def test_conflict_rounds_stop_at_their_budget_of_rematches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network = network_of(feeds.two_directions_feed, tmp_path)
+    calls = count_rematches(monkeypatch)
+    pings = devices_of_two_buses(network, 6)
+    now = [max(p.timestamp for p in pings) + 60] * len(pings)
+    # Devices not seen as one bus (as if they were far apart): every device of a bus conflicts
+    # with every other, pair by pair.
+    monkeypatch.setattr(hindsight, "TOGETHER_MIN_FIXES", 10**9)
+    with monkeypatch.context() as unbounded:
+        unbounded.setattr(hindsight, "REMATCHES_PER_BUS", 10**9)
+        match_recorded(network, pings, now)
+    assert calls[0] > 12 + hindsight.REMATCHES_PER_BUS * 12  # the work this test is about
+
+    calls[0] = 0
+    recorded = match_recorded(network, pings, now)
+    assert calls[0] <= 12 + hindsight.REMATCHES_PER_BUS * 12
+    assert [(m.vehicle_id, m.timestamp) for m in recorded] == [
+        (p.vehicle_id, p.timestamp) for p in pings
+    ]
