@@ -23,13 +23,43 @@ def _match(args: argparse.Namespace) -> int:
         args.pings,
         args.out,
         ignore_trip_ids=args.ignore_trip_ids,
-        live=args.live,
+        live=args.live or args.lag_s is not None,
+        lag_s=args.lag_s or 0.0,
         batch_size=args.batch_size,
         progress=not args.quiet,
     )
     for line in summary.lines():
         print(line)
     print(f"wrote {args.out}")
+    return 0
+
+
+def _non_negative_s(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more seconds")
+    return value
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tracker.predict_offline import predict_file
+
+    stats = predict_file(
+        args.gtfs,
+        args.pings,
+        args.out,
+        every_s=args.every_s,
+        history=args.history,
+        write_history=args.write_history,
+        ignore_trip_ids=args.ignore_trip_ids,
+        progress=not args.quiet,
+    )
+    for line in stats.lines():
+        print(line)
+    print(f"wrote {args.out}" + (f" and {args.write_history}" if args.write_history else ""))
     return 0
 
 
@@ -159,9 +189,52 @@ def build_parser() -> argparse.ArgumentParser:
             "(streams with little memory); by default pings are matched with hindsight"
         ),
     )
+    match.add_argument(
+        "--lag-s",
+        type=_non_negative_s,
+        metavar="N",
+        help=(
+            "with --live: write for each ping the answer as the live service knows it N seconds "
+            "after the ping, once the next pings and the other buses have been seen (0: the "
+            "answer given at once, as plain --live)"
+        ),
+    )
     match.add_argument("--batch-size", type=int, default=500, help=argparse.SUPPRESS)
     match.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     match.set_defaults(handler=_match)
+
+    predict = sub.add_parser(
+        "predict",
+        help="replay recorded pings as the live service would, predicting arrivals at stops",
+        description=(
+            "Replay recorded pings in time order, matched live (each from the pings before it), "
+            "detect when buses reach and leave stops, learn running times from that as it "
+            "goes, and every --every-s seconds of the day's clock write, for every bus in "
+            "service, its predicted arrival (median and p10-p90 range) at the stops ahead on its "
+            "trip and its block's next trips. A prediction rests on the pings before its time."
+        ),
+    )
+    predict.add_argument("--gtfs", type=Path, required=True, help="GTFS feed (.zip or folder)")
+    predict.add_argument("--pings", type=Path, required=True, help="file of recorded pings")
+    predict.add_argument("--out", type=Path, required=True, help="predictions CSV to write")
+    predict.add_argument(
+        "--every-s", type=float, default=60.0, help="seconds between predictions (60)"
+    )
+    predict.add_argument(
+        "--history",
+        type=Path,
+        help="stop events of earlier days (a --write-history file) to start the model from",
+    )
+    predict.add_argument(
+        "--write-history", type=Path, help="write the stop events detected here (CSV)"
+    )
+    predict.add_argument(
+        "--ignore-trip-ids",
+        action="store_true",
+        help="drop trip and route ids from the input so that everything is inferred",
+    )
+    predict.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(handler=_predict)
 
     serve = sub.add_parser(
         "serve",
