@@ -39,14 +39,14 @@ from simulator.day import (
     busiest_date,
     covered_date,
     runs_on,
-    simulate,
     time_shift_s,
 )
 from simulator.errors import SimulatorError, UsageError
-from simulator.files import SimWriter
+from simulator.files import SimWriter, write_scenario_truth
 from simulator.gps import GpsConfig
 from simulator.publish import DEFAULT_BROKER, MQTT_VERSIONS, MqttPublisher, parse_broker_url
 from simulator.replay import Pacer, ReplayCounts, recorded_pings
+from simulator.scenarios import KINDS, ScenarioError, parse_kinds, simulate_day
 from tracker.cli import service_date_arg, time_of_day_arg
 from tracker.core.model import Ping
 from tracker.core.network import Network
@@ -147,17 +147,17 @@ def _run(args: argparse.Namespace) -> int:
         ),
         trip_ids_in_pings=args.trip_ids,
     )
-    stream = simulate(
-        network,
-        np.random.default_rng(args.seed),
-        date,
-        start_s=start_s,
-        end_s=end_s,
-        config=config,
-        route_ids=route_ids,
-        max_vehicles=args.vehicles,
-        time_shift_s=shift_s,
-    )
+    try:  # without --scenarios, exactly `simulate`'s day
+        day = simulate_day(
+            network, np.random.default_rng(args.seed), date, scenarios=args.scenarios or (),
+            start_s=start_s, end_s=end_s, config=config, route_ids=route_ids,
+            max_vehicles=args.vehicles, time_shift_s=shift_s,
+        )  # fmt: skip
+    except ScenarioError as exc:
+        raise UsageError(f"{args.gtfs}: {exc}") from exc
+    stream, truth = day.pings, day.truth
+    if args.scenario_truth is not None:
+        write_scenario_truth(args.scenario_truth, truth)
     tz = ZoneInfo(network.timezone)
     log.info(
         "simulating service day %s from %s, seed %d%s",
@@ -189,6 +189,11 @@ def _run(args: argparse.Namespace) -> int:
     where = [f"MQTT {args.broker or DEFAULT_BROKER}"] if publish else []
     where += [str(p) for p in (args.out, args.truth) if p is not None]
     print(f"{counts.sent} pings from {len(counts.vehicles)} buses ({flags}) to {', '.join(where)}")
+    if args.scenarios:
+        made = Counter(t.kind for t in truth)
+        listed = ", ".join(f"{kind} {n}" for kind, n in sorted(made.items()))
+        where_truth = f" (truth: {args.scenario_truth})" if args.scenario_truth else ""
+        print(f"scenarios: {listed}{where_truth}")
     return 0
 
 
@@ -335,6 +340,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _scenarios(text: str) -> list[str]:
+    try:
+        return parse_kinds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ≥ 1")
@@ -415,6 +427,21 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--dropouts", type=_share, default=0.02, help="share of pings lost")
     how.add_argument("--duplicates", type=_share, default=0.005, help="share sent twice")
     how.add_argument("--out-of-order", type=_share, default=0.005, help="share delivered late")
+    cases = run.add_argument_group("operations scenarios (see simulator.scenarios)")
+    cases.add_argument(
+        "--scenarios",
+        type=_scenarios,
+        metavar="LIST",
+        help=f"comma-separated cases to put in the day, each on a bus of its own: "
+        f"{', '.join(KINDS)} (repeats allowed; placed at random, the same with the same --seed)",
+    )
+    cases.add_argument(
+        "--scenario-truth",
+        type=Path,
+        metavar="FILE",
+        help="write the scenarios' ground truth here, as JSON lines (kind, vehicle_id, trip_id, "
+        "start_s, end_s, ...; and the bunching and gapping they cause)",
+    )
     out = run.add_argument_group("where to")
     out.add_argument("--out", type=Path, help="also write the pings as JSON lines here")
     out.add_argument("--truth", type=Path, help="write the ground truth CSV here")

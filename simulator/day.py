@@ -53,7 +53,7 @@ import heapq
 import itertools
 import math
 import re
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -277,19 +277,28 @@ _SPEEDS = {0: (12.0, 20.0), 1: (20.0, 25.0), 2: (30.0, 60.0), 4: (10.0, 20.0), 5
 _EXTENDED = {1: 2, 2: 2, 4: 1, 9: 0, 10: 4}
 
 
-def _mode_speeds(route_type: int) -> tuple[float, float]:
+def mode_speeds(route_type: int) -> tuple[float, float]:
+    """(typical top speed, hard cap) in m/s of a GTFS route_type (extended types too)."""
     if route_type >= 100:
         return _SPEEDS.get(_EXTENDED.get(route_type // 100, 3), _BUS)
     return _SPEEDS.get(route_type, _BUS)
 
 
 def drive_bus(
-    network: Network, rng: np.random.Generator, plan: BusPlan, config: DriveConfig
+    network: Network,
+    rng: np.random.Generator,
+    plan: BusPlan,
+    config: DriveConfig,
+    reworks: Mapping[int, RunRework] | None = None,
 ) -> BusDay:
-    """How the bus of `plan` drives its runs (see the module docstring)."""
+    """How the bus of `plan` drives its runs (see the module docstring).
+
+    `reworks` (by run index) replace how some runs are driven, after the run's random draws, so
+    that the bus's other draws stay the same.
+    """
     runs = network.runs
-    drives: list[_RunLegs] = []
-    previous: _RunLegs | None = None
+    drives: list[RunLegs] = []
+    previous: RunLegs | None = None
     for run in plan.runs:
         pattern = network.patterns[int(runs.pattern_idx[run])]
         row = int(runs.row[run])
@@ -317,6 +326,9 @@ def drive_bus(
             previous.end_s = start
         route_type = network.routes[int(network.run_route[run])].route_type
         legs = _drive_run(rng, pattern, row, run, start, departure, route_type, config)
+        rework = reworks.get(run) if reworks else None
+        if rework is not None:
+            legs = rework(legs)
         drives.append(legs)
         previous = legs
     if previous is not None:
@@ -333,9 +345,16 @@ def _gap_m(network: Network, run_a: int, run_b: int) -> float:
     return math.hypot(xb - xa, yb - ya)
 
 
+_SHARP_MPS2 = 1e6  # the acceleration of tabulated legs: each is driven at constant speed
+
+
 @dataclass
-class _RunLegs:
-    """A run's legs while they are being built (see `RunDrive`)."""
+class RunLegs:
+    """A run's legs while they are being built (see `RunDrive`).
+
+    `tabulated`: the moving legs are short pieces at constant speed (a trajectory sampled
+    second by second, see `tabulated_legs`), not trapezoids.
+    """
 
     run: int
     start_s: float
@@ -345,6 +364,7 @@ class _RunLegs:
     legs: list[tuple[float, float, float, float, float]] = field(default_factory=list)
     accel_mps2: float = 1.0
     decel_mps2: float = 1.0
+    tabulated: bool = False
 
     def stand(self, t0: float, t1: float, along: float) -> None:
         if t1 > t0:
@@ -358,6 +378,9 @@ class _RunLegs:
         legs = [(self.start_s, self.departure_s, self.legs[0][2], 0.0, 0.0), *self.legs]
         legs.append((self.arrival_s, max(self.end_s, self.arrival_s), last_along, 0.0, 0.0))
         cols = np.array(legs, dtype=np.float64).reshape(-1, 5)
+        accel, decel = (
+            (_SHARP_MPS2, _SHARP_MPS2) if self.tabulated else (self.accel_mps2, self.decel_mps2)
+        )
         return RunDrive(
             run=self.run,
             start_s=self.start_s,
@@ -369,9 +392,35 @@ class _RunLegs:
             along0_m=cols[:, 2],
             length_m=cols[:, 3],
             cruise_mps=cols[:, 4],
-            accel_mps2=np.full(len(cols), self.accel_mps2),
-            decel_mps2=np.full(len(cols), self.decel_mps2),
+            accel_mps2=np.full(len(cols), accel),
+            decel_mps2=np.full(len(cols), decel),
         )
+
+
+RunRework = Callable[[RunLegs], RunLegs]
+"""Changes how a bus drove one run (`simulator.scenarios`): takes the run's legs as driven,
+returns the legs it drives instead (its `start_s` kept; the next run follows from them)."""
+
+
+def tabulated_legs(run: int, start_s: float, t_s: FloatArray, along_m: FloatArray) -> RunLegs:
+    """The legs of a run driven along a sampled trajectory: at `along_m[i]` at time `t_s[i]`
+    (both non-decreasing; the first sample is the departure, the last the arrival), standing at
+    the first sample from `start_s`."""
+    legs = RunLegs(run, start_s, float(t_s[0]), tabulated=True)
+    moved = np.diff(along_m)
+    for t0, t1, a0, d in zip(
+        t_s[:-1].tolist(), t_s[1:].tolist(), along_m[:-1].tolist(), moved.tolist(), strict=True
+    ):
+        if t1 <= t0:
+            continue
+        if d > 0:
+            legs.move(t0, t1, a0, d, d / (t1 - t0))
+        else:
+            legs.stand(t0, t1, a0)
+    if not legs.legs:
+        legs.stand(float(t_s[0]), float(t_s[0]) + 1.0, float(along_m[0]))
+    legs.arrival_s = max(float(t_s[-1]), legs.legs[-1][1])
+    return legs
 
 
 def _drive_run(
@@ -383,14 +432,14 @@ def _drive_run(
     departure_s: float,
     route_type: int,
     config: DriveConfig,
-) -> _RunLegs:
+) -> RunLegs:
     """Drive one run from its first stop (leaving at `departure_s`) to its last."""
     arrival, depart = pattern.arrival_s[row], pattern.departure_s[row]
     dist = pattern.stop_dist_m
     n = len(dist)
     a, b = rng.uniform(*config.accel_mps2), rng.uniform(*config.decel_mps2)
     c = 1 / (2 * a) + 1 / (2 * b)  # a trapezoid at cruise v over d metres takes d/v + c·v
-    typical, hard_cap = _mode_speeds(route_type)
+    typical, hard_cap = mode_speeds(route_type)
     trip_cap = typical * rng.uniform(*config.cap_factor)
     target = _lateness_targets(rng, arrival, depart, departure_s - float(depart[0]), config)
     holds = depart > arrival
@@ -401,7 +450,7 @@ def _drive_run(
     stops = np.flatnonzero(served).tolist()
     dwell = rng.uniform(*config.dwell_s, n)
 
-    legs = _RunLegs(run, start_s, departure_s, accel_mps2=a, decel_mps2=b)
+    legs = RunLegs(run, start_s, departure_s, accel_mps2=a, decel_mps2=b)
     t = departure_s
     for j, k in itertools.pairwise(stops):
         d = float(dist[k] - dist[j])
@@ -525,11 +574,62 @@ def scheduled_times_s(pattern: Pattern, row: int, along_m: FloatArray) -> FloatA
 
 
 @dataclass(frozen=True, slots=True)
-class _Window:
+class Window:
+    """The simulated window: fixes in [start_s, end_s), seconds from the day's origin."""
+
     start_s: float
     end_s: float
     origin_s: float  # epoch of the service day's origin, plus the time shift
     service_date: str
+
+
+@dataclass(frozen=True, slots=True)
+class DetourPath:
+    """A stretch of a run driven off its shape (`simulator.scenarios`): between `from_m` and
+    `to_m` along the shape the bus follows the path (`x_m`, `y_m`, projected; `dist_m` along
+    it) instead, in the time it would have taken along the shape (so a little faster)."""
+
+    from_m: float
+    to_m: float
+    x_m: FloatArray
+    y_m: FloatArray
+    dist_m: FloatArray
+
+    def place(
+        self, along: FloatArray, x: FloatArray, y: FloatArray, heading: FloatArray,
+        speed: FloatArray,
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:  # fmt: skip
+        """Positions, headings and speeds at `along` with the detour taken."""
+        on = (along > self.from_m) & (along < self.to_m)
+        if not on.any():
+            return x, y, heading, speed
+        stretch = self.to_m - self.from_m
+        path_m = float(self.dist_m[-1])
+        s = (along[on] - self.from_m) / stretch * path_m
+        x, y, heading, speed = x.copy(), y.copy(), heading.copy(), speed.copy()
+        x[on] = np.interp(s, self.dist_m, self.x_m)
+        y[on] = np.interp(s, self.dist_m, self.y_m)
+        behind, ahead = (
+            np.clip(s - _HEADING_BASE_M, 0, path_m),
+            np.clip(s + _HEADING_BASE_M, 0, path_m),
+        )
+        dx = np.interp(ahead, self.dist_m, self.x_m) - np.interp(behind, self.dist_m, self.x_m)
+        dy = np.interp(ahead, self.dist_m, self.y_m) - np.interp(behind, self.dist_m, self.y_m)
+        heading[on] = np.where(
+            np.hypot(dx, dy) > 0.1, np.degrees(np.arctan2(dx, dy)) % 360.0, np.nan
+        )
+        speed[on] = speed[on] * (path_m / stretch)
+        return x, y, heading, speed
+
+
+@dataclass(frozen=True, slots=True)
+class RunEffects:
+    """What happens to one run's fixes besides GPS faults (`simulator.scenarios`): none is sent
+    in [silent_from_s, silent_to_s) (seconds from the day's origin), and the detour is taken."""
+
+    silent_from_s: float = math.inf
+    silent_to_s: float = math.inf
+    detour: DetourPath | None = None
 
 
 def _run_pings(
@@ -538,8 +638,9 @@ def _run_pings(
     bus: BusDay,
     drive: RunDrive,
     phase_s: float,
-    window: _Window,
+    window: Window,
     config: SimConfig,
+    effects: RunEffects | None = None,
 ) -> list[tuple[float, Ping, Truth]]:
     """The messages sent while the bus belongs to one run: (sent, ping, truth) in send order."""
     gps = config.gps
@@ -554,8 +655,13 @@ def _run_pings(
     x = np.interp(along, shape.dist_m, shape.xy_m[:, 0])
     y = np.interp(along, shape.dist_m, shape.xy_m[:, 1])
     heading = _heading_deg(network, pattern, along)
+    if effects is not None and effects.detour is not None:
+        x, y, heading, speed = effects.detour.place(along, x, y, heading, speed)
     seen = observe(rng, Track(t, x, y, speed, heading), gps, interval_s=config.interval_s)
     inside = (t[seen.row] >= window.start_s) & (t[seen.row] < window.end_s)
+    if effects is not None:
+        fix_s = t[seen.row]
+        inside &= (fix_s < effects.silent_from_s) | (fix_s >= effects.silent_to_s)
     rows: IntArray = seen.row[inside]
     if len(rows) == 0:
         return []
@@ -647,14 +753,21 @@ def _heading_deg(network: Network, pattern: Pattern, along: FloatArray) -> Float
 
 def _bus_pings(
     network: Network,
-    rng: np.random.Generator,
+    rngs: tuple[np.random.Generator, np.random.Generator],
     plan: BusPlan,
-    window: _Window,
+    window: Window,
     config: SimConfig,
+    bus: BusDay | None = None,
+    effects: Mapping[int, RunEffects] | None = None,
 ) -> Iterator[SimPing]:
-    """One bus's messages in send order; its runs are observed one at a time."""
-    drive_rng, gps_rng = rng.spawn(2)
-    bus = drive_bus(network, drive_rng, plan, config.drive)
+    """One bus's messages in send order; its runs are observed one at a time.
+
+    `rngs`: the bus's (driving, GPS) generators; `bus`: how it drives, if already known (else
+    driven here); `effects`: per run index, see `RunEffects`.
+    """
+    drive_rng, gps_rng = rngs
+    if bus is None:
+        bus = drive_bus(network, drive_rng, plan, config.drive)
     phase_s = float(gps_rng.uniform(0.0, config.interval_s))
     run_rngs = gps_rng.spawn(len(bus.runs))
     margin = config.interval_s
@@ -663,8 +776,9 @@ def _bus_pings(
     count = 0
     for i, (drive, run_rng) in enumerate(zip(bus.runs, run_rngs, strict=True)):
         if drive.end_s + margin > window.start_s and drive.start_s - margin < window.end_s:
+            run_effects = effects.get(drive.run) if effects else None
             for sent, ping, truth in _run_pings(
-                network, run_rng, bus, drive, phase_s, window, config
+                network, run_rng, bus, drive, phase_s, window, config, run_effects
             ):
                 heapq.heappush(pending, (sent, count, ping, truth))
                 count += 1
@@ -705,7 +819,30 @@ def simulate(
     any of those routes (the whole bus, its other routes too); `max_vehicles` keeps that many of
     the buses running in the window, drawn at random. `rng` should be fresh from
     `numpy.random.default_rng(seed)`: the same seed gives the same messages.
+
+    A day with operations scenarios (a late bus, a cancelled trip, ...) and their ground truth:
+    `simulator.scenarios.simulate_day`.
     """
+    return plan_day(
+        network, rng, service_date, start_s=start_s, end_s=end_s, config=config,
+        route_ids=route_ids, max_vehicles=max_vehicles, time_shift_s=time_shift_s,
+    ).stream()  # fmt: skip
+
+
+def plan_day(
+    network: Network,
+    rng: np.random.Generator,
+    service_date: dt.date,
+    *,
+    start_s: float = 0.0,
+    end_s: float = 2 * DAY_S,
+    config: SimConfig | None = None,
+    route_ids: Collection[str] | None = None,
+    max_vehicles: int | None = None,
+    time_shift_s: float = 0.0,
+) -> DayPlan:
+    """The buses of a window, chosen but not yet driven: `simulate` with the same arguments is
+    `plan_day(...).stream()`."""
     config = config or SimConfig()
     plans = plan_buses(network, service_date)
     select_rng, *bus_rngs = rng.spawn(len(plans) + 1)
@@ -723,18 +860,69 @@ def simulate(
     if max_vehicles is not None and len(chosen) > max_vehicles:
         picked = select_rng.choice(len(chosen), size=max_vehicles, replace=False)
         chosen = [chosen[i] for i in sorted(picked.tolist())]
-    window = _Window(
+    window = Window(
         start_s=start_s,
         end_s=end_s,
         origin_s=network.day_origin(service_date) + time_shift_s,
         service_date=service_date.strftime("%Y%m%d"),
     )
+    return DayPlan(network, config, window, plans, chosen, earliest, bus_rngs)
 
-    def source(i: int) -> Callable[[], Iterator[SimPing]]:
-        return lambda: _bus_pings(network, bus_rngs[i], plans[i], window, config)
 
-    bounds = [window.origin_s + max(earliest[i], start_s) - config.interval_s for i in chosen]
-    return merge_lazily(bounds, [source(i) for i in chosen])
+@dataclass
+class DayPlan:
+    """The buses of a simulated window (`plan_day`), streamed lazily by `stream`.
+
+    Before streaming, `simulator.scenarios` may drive some buses ahead (`drive`: each bus is
+    driven once, with its own generators, so the others' pings stay the same), change a bus's
+    plan (`plans`), drop buses (`chosen`) and add effects to runs (`effects`).
+    """
+
+    network: Network
+    config: SimConfig
+    window: Window
+    plans: list[BusPlan]  # every bus of the day, in plan order
+    chosen: list[int]  # the buses simulated, indices into `plans`
+    earliest: list[float]  # per bus: no fix before this (seconds from the day's origin)
+    bus_rngs: list[np.random.Generator]
+    bus_days: dict[int, BusDay] = field(default_factory=dict)  # driven ahead
+    effects: dict[int, dict[int, RunEffects]] = field(default_factory=dict)  # bus -> run ->
+    _rngs: dict[int, tuple[np.random.Generator, np.random.Generator]] = field(default_factory=dict)
+
+    def rngs(self, bus: int) -> tuple[np.random.Generator, np.random.Generator]:
+        """The (driving, GPS) generators of a bus, spawned once."""
+        found = self._rngs.get(bus)
+        if found is None:
+            drive_rng, gps_rng = self.bus_rngs[bus].spawn(2)
+            found = self._rngs[bus] = (drive_rng, gps_rng)
+        return found
+
+    def drive(self, bus: int, reworks: Mapping[int, RunRework] | None = None) -> BusDay:
+        """How a bus drives its plan (driven on first call; `reworks` only then)."""
+        found = self.bus_days.get(bus)
+        if found is None:
+            found = self.bus_days[bus] = drive_bus(
+                self.network, self.rngs(bus)[0], self.plans[bus], self.config.drive, reworks
+            )
+        elif reworks:
+            raise ValueError(f"bus {self.plans[bus].vehicle_id} was already driven")
+        return found
+
+    def stream(self) -> Iterator[SimPing]:
+        """The messages of the chosen buses, merged by send time (see `simulate`)."""
+        network, config, window = self.network, self.config, self.window
+
+        def source(i: int) -> Callable[[], Iterator[SimPing]]:
+            return lambda: _bus_pings(
+                network, self.rngs(i), self.plans[i], window, config, self.bus_days.get(i),
+                self.effects.get(i),
+            )  # fmt: skip
+
+        bounds = [
+            window.origin_s + max(self.earliest[i], window.start_s) - config.interval_s
+            for i in self.chosen
+        ]
+        return merge_lazily(bounds, [source(i) for i in self.chosen])
 
 
 def _earliest_s(network: Network, plan: BusPlan, config: SimConfig) -> float:

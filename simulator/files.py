@@ -1,5 +1,8 @@
 """Write simulated pings to files: the pings as JSON lines, their ground truth as CSV.
 
+The scenarios' ground truth (`simulator.scenarios`) is JSON lines too: one object per
+`ScenarioTruth`, with the fields that apply (`write_scenario_truth`).
+
 The pings file has one JSON object per line, the MQTT payload of `tracker.wire` (so
 `tracker match --pings` and `simulator replay` read it back). The truth file has one row per
 message in the same order (duplicates included), with the columns in `TRUTH_COLUMNS`.
@@ -8,11 +11,14 @@ message in the same order (duplicates included), with the columns in `TRUTH_COLU
 from __future__ import annotations
 
 import csv
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from simulator.day import SimPing
+from simulator.scenarios import ScenarioTruth
 from tracker.wire import encode_ping
 
 TRUTH_COLUMNS: tuple[str, ...] = (
@@ -97,3 +103,10 @@ class SimWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def write_scenario_truth(path: Path, truth: Iterable[ScenarioTruth]) -> None:
+    """The scenarios' ground truth as JSON lines, one `ScenarioTruth` a line."""
+    with path.open("w", encoding="utf-8") as handle:
+        for row in truth:
+            handle.write(json.dumps(row.as_json(), sort_keys=False) + "\n")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from simulator import day, gps
+from simulator import day, gps, scenarios
 from simulator.cli import main
 from simulator.day import DriveConfig, SimConfig, SimPing, simulate
 from simulator.errors import BrokerError
@@ -28,6 +28,7 @@ from simulator.gps import GpsConfig
 from simulator.publish import parse_broker_url
 from simulator.replay import Pacer, ReplayCounts, recorded_pings
 from tests import feeds
+from tests.unit.test_operations import corridor_feed
 from tracker.core.model import Ping
 from tracker.core.network import Network
 from tracker.gtfs.load import load_network
@@ -637,3 +638,212 @@ def test_core_modules_read_no_clock_and_do_no_io() -> None:
                 assert node.func.id != "open", name
             if isinstance(node, ast.Attribute):
                 assert node.attr not in {"now", "today", "utcnow", "time"}, (name, node.attr)
+
+
+# --- operations scenarios ----------------------------------------------------------------------
+
+SCENARIO_START_S, SCENARIO_END_S = 6.5 * 3600, 10 * 3600  # route C of the corridor feed
+
+
+@pytest.fixture(scope="module")
+def corridor(feed_dir: Path) -> Network:
+    return load_network(corridor_feed(feed_dir), use_cache=False)
+
+
+def _scenario_day(
+    network: Network, kinds: list[str], seed: int = 1, gps: GpsConfig = CLEAN
+) -> scenarios.SimulatedDay:
+    return scenarios.simulate_day(
+        network, np.random.default_rng(seed), WEDNESDAY, scenarios=kinds,
+        config=SimConfig(gps=gps), start_s=SCENARIO_START_S, end_s=SCENARIO_END_S,
+        route_ids=["C"],
+    )  # fmt: skip
+
+
+def _plain_day(network: Network, gps: GpsConfig) -> list[SimPing]:
+    return _day(network, WEDNESDAY, start_s=SCENARIO_START_S, end_s=SCENARIO_END_S,
+                route_ids=["C"], config=SimConfig(gps=gps))  # fmt: skip
+
+
+def _truth_of(day: scenarios.SimulatedDay, kind: str) -> scenarios.ScenarioTruth:
+    (truth,) = [t for t in day.truth if t.kind == kind]
+    return truth
+
+
+def test_a_day_without_scenarios_is_the_plain_day(corridor: Network) -> None:
+    plain = _plain_day(corridor, GpsConfig())
+    none = _scenario_day(corridor, [], gps=GpsConfig())
+    assert none.truth == ()
+    assert list(none.pings) == plain
+
+
+def test_scenarios_change_only_their_own_buses(corridor: Network) -> None:
+    plain = _plain_day(corridor, CLEAN)
+    made = _scenario_day(corridor, list(scenarios.KINDS))
+    changed = {t.vehicle_id for t in made.truth if t.kind in scenarios.KINDS}
+    assert len(changed) == 4  # each scenario on a bus of its own
+    with_scenarios = list(made.pings)
+
+    def by_bus(pings: list[SimPing]) -> dict[str, list[SimPing]]:
+        out: dict[str, list[SimPing]] = defaultdict(list)
+        for p in pings:
+            out[p.ping.vehicle_id].append(p)
+        return out
+
+    before, after = by_bus(plain), by_bus(with_scenarios)
+    assert set(before) - set(after) == {_truth_of(made, scenarios.CANCELLED_TRIP).vehicle_id}
+    same = [v for v in before if v not in changed]
+    assert len(same) > 15
+    assert all(before[v] == after[v] for v in same)
+    assert all(before[v] != after.get(v) for v in changed)
+
+
+def test_scenarios_are_the_same_with_the_same_seed(corridor: Network) -> None:
+    kinds = list(scenarios.KINDS)
+    a, b, c = (_scenario_day(corridor, kinds, seed) for seed in (3, 3, 4))
+    assert a.truth == b.truth
+    assert list(a.pings) == list(b.pings)
+    assert {t.trip_id for t in a.truth if t.kind in kinds} != {
+        t.trip_id for t in c.truth if t.kind in kinds
+    }
+
+
+def test_the_late_bus_leaves_late_and_then_follows_the_bus_ahead(corridor: Network) -> None:
+    made = _scenario_day(corridor, [scenarios.LATE_CATCH_UP])
+    case = _truth_of(made, scenarios.LATE_CATCH_UP)
+    assert case.leader_vehicle_id is not None
+    assert case.follower_vehicle_id is not None
+    # A quarter of the 6 min headway late (or more, if it was not there yet).
+    assert case.late_s is not None
+    assert 90 <= case.late_s < 180
+    pings = list(made.pings)
+    track: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for p in pings:
+        if p.truth.state == day.IN_SERVICE:
+            track[p.ping.vehicle_id].append((p.ping.timestamp, p.truth.shape_dist_m))
+    late, ahead = track[case.vehicle_id], track[case.leader_vehicle_id]
+    ahead_t, ahead_m = zip(*ahead, strict=True)
+    follow_s = scenarios.ScenarioConfig().follow_s
+    # Never closer than 30 s behind the bus ahead, and it gets there: a bunch. (The bus ahead's
+    # positions are interpolated between its fixes 10 s apart: within 20 m.)
+    behind_by = [float(np.interp(t - follow_s, ahead_t, ahead_m)) - m for t, m in late]
+    assert min(behind_by) > -20.0
+    assert sum(abs(b) < 20.0 for b in behind_by) > 20
+    (bunch,) = [t for t in made.truth if t.kind == scenarios.BUNCHING and t.scenario]
+    assert (bunch.leader_vehicle_id, bunch.vehicle_id) == (case.leader_vehicle_id, case.vehicle_id)
+    assert bunch.gap_ratio == pytest.approx(follow_s / 360, abs=0.01)
+    gaps = [t for t in made.truth if t.kind == scenarios.GAPPING and t.scenario]
+    assert [(t.leader_vehicle_id, t.vehicle_id) for t in gaps] == [
+        (case.vehicle_id, case.follower_vehicle_id)
+    ]
+    assert gaps[0].gap_ratio is not None
+    assert gaps[0].gap_ratio > 1.5
+
+
+def test_the_silent_bus_sends_nothing_from_mid_trip_to_the_end_of_it(corridor: Network) -> None:
+    made = _scenario_day(corridor, [scenarios.STOP_REPORTING])
+    case = _truth_of(made, scenarios.STOP_REPORTING)
+    mine = [p for p in made.pings if p.ping.vehicle_id == case.vehicle_id]
+    assert not [p for p in mine if case.start_s <= p.ping.timestamp < case.end_s]
+    before = [
+        p for p in mine if p.ping.timestamp < case.start_s and p.truth.trip_id == case.trip_id
+    ]
+    assert before[-1].truth.state == day.IN_SERVICE
+    assert case.shape_dist_m is not None
+    assert 1000 < case.shape_dist_m < 5000  # mid-trip
+    assert before[-1].truth.shape_dist_m == pytest.approx(case.shape_dist_m, abs=120)
+    assert case.leader_vehicle_id is not None  # the buses around it
+    assert case.follower_vehicle_id is not None
+
+
+def test_the_cancelled_trip_is_not_run(corridor: Network) -> None:
+    made = _scenario_day(corridor, [scenarios.CANCELLED_TRIP])
+    case = _truth_of(made, scenarios.CANCELLED_TRIP)
+    pings = list(made.pings)
+    assert not [p for p in pings if p.truth.trip_id == case.trip_id]
+    assert not [p for p in pings if p.ping.vehicle_id == case.vehicle_id]  # its only trip
+    run = corridor.runs_of_trip[corridor.trip_index[case.trip_id]][0]
+    origin = corridor.day_origin(WEDNESDAY)
+    assert case.start_s == pytest.approx(origin + float(corridor.runs.start_s[run]))
+    assert case.end_s == pytest.approx(origin + float(corridor.runs.end_s[run]))
+
+
+def test_the_detour_runs_along_a_parallel_street_and_rejoins(corridor: Network) -> None:
+    made = _scenario_day(corridor, [scenarios.DETOUR])
+    case = _truth_of(made, scenarios.DETOUR)
+    assert case.left_shape_dist_m is not None
+    assert case.rejoined_shape_dist_m is not None
+    assert case.offset_m is not None
+    assert 150 <= case.offset_m <= 300
+    assert 800 <= case.rejoined_shape_dist_m - case.left_shape_dist_m <= 1200
+    shape = _shape_of(corridor, case.trip_id)
+    offsets: list[tuple[float, float]] = []  # (time, distance from the shape)
+    for p in made.pings:
+        if p.ping.vehicle_id == case.vehicle_id and p.truth.trip_id == case.trip_id:
+            x, y = _xy(corridor, p.ping.lat, p.ping.lon)
+            offsets.append((p.ping.timestamp, corridor.locate_on_shape(shape, x, y)[1]))
+    during = [o for t, o in offsets if case.start_s + 60 < t < case.end_s - 60]
+    outside = [o for t, o in offsets if not case.start_s - 1 <= t <= case.end_s + 1]
+    assert during
+    assert max(outside) < 0.5  # on the shape (clean GPS)
+    assert min(during) > 100
+    assert float(np.median(during)) == pytest.approx(case.offset_m, abs=5)
+    x0, y0 = corridor.point_at(shape, case.left_shape_dist_m)
+    lat, lon = corridor.unproject(np.array([x0]), np.array([y0]))
+    assert (case.left_lat, case.left_lon) == pytest.approx((lat[0], lon[0]), abs=1e-6)
+
+
+def test_a_scenario_that_cannot_happen_says_why(two_directions: Network) -> None:
+    # One bus at a time in each direction: no bus has one ahead and one behind on the road.
+    with pytest.raises(scenarios.ScenarioError, match="late-catch-up needs three"):
+        scenarios.simulate_day(
+            two_directions, np.random.default_rng(1), WEDNESDAY,
+            scenarios=[scenarios.LATE_CATCH_UP],
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="unknown scenario 'ghost'"):
+        scenarios.parse_kinds("detour,ghost")
+    assert scenarios.parse_kinds(" detour, detour ,") == ["detour", "detour"]
+
+
+def test_run_with_scenarios_writes_their_truth(feed_dir: Path, tmp_path: Path) -> None:
+    feed = corridor_feed(feed_dir)
+    out, truth = tmp_path / "p.jsonl", tmp_path / "scenarios.jsonl"
+    args = ["run", "--gtfs", str(feed), "--date", "20260304", "--start", "06:30", "--routes", "C"]
+    args += ["--duration-min", "210", "--out", str(out), "-q", "--scenario-truth", str(truth)]
+    args += ["--scenarios", "late-catch-up,stop-reporting,cancelled-trip,detour"]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in truth.read_text().splitlines()]
+    kinds = Counter(row["kind"] for row in rows)
+    assert {k: kinds[k] for k in scenarios.KINDS} == dict.fromkeys(scenarios.KINDS, 1)
+    assert kinds["bunching"] >= 1
+    assert kinds["gapping"] >= 1
+    for row in rows:
+        assert {"kind", "vehicle_id", "trip_id", "start_s", "end_s"} <= set(row)
+        assert row["start_s"] <= row["end_s"]
+    (detour,) = [row for row in rows if row["kind"] == "detour"]
+    assert {"left_lat", "left_lon", "rejoined_lat", "rejoined_lon"} <= set(detour)
+    (silent,) = [row for row in rows if row["kind"] == "stop-reporting"]
+    pings = [p for p in read_pings(out) if isinstance(p, Ping)]
+    assert not [p for p in pings if p.vehicle_id == silent["vehicle_id"]
+                and silent["start_s"] <= p.timestamp < silent["end_s"]]  # fmt: skip
+    again = tmp_path / "again.jsonl"
+    args[args.index(str(truth))] = str(again)
+    assert main(args) == 0
+    assert again.read_bytes() == truth.read_bytes()
+    bad = ["run", "--gtfs", str(feeds.loop_feed(feed_dir)), "--out", str(out), "-q"]
+    assert main([*bad, "--scenarios", "late-catch-up"]) == 2
+
+
+def test_the_scenarios_module_reads_no_clock_and_does_no_io() -> None:
+    tree = ast.parse((SIMULATOR / "scenarios.py").read_text())
+    forbidden = {"time", "os", "pathlib", "socket", "paho", "asyncio", "tqdm", "io", "json"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
+            assert not {m.split(".")[0] for m in names} & forbidden, names
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            assert node.func.id != "open"
