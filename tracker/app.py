@@ -7,7 +7,8 @@ created at import time; tests build their own app from their own `Settings`.
 
 What the routers find in ``app.state``: ``settings`` (`Settings`), ``network`` (`Network`),
 ``store`` (`Store`), ``hub`` (`Hub`), ``pipeline`` (`Pipeline`: ``stats``, ``problems``,
-``writer``), ``ingest`` (`MqttIngest`) and ``queue`` (`AsyncIngestQueue`).
+``writer``), ``insight`` (`Insight`: predictions, headways, alerts), ``ingest`` (`MqttIngest`)
+and ``queue`` (`AsyncIngestQueue`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -23,13 +24,16 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from tracker.api.errors import install_error_handlers
 from tracker.api.http import router as http_router
+from tracker.core.engine import EngineConfig
 from tracker.core.matcher import MatcherConfig
 from tracker.core.network import Network
+from tracker.core.stop_events import StopEvent
 from tracker.errors import StoreError
 from tracker.gtfs.load import load_network
 from tracker.ingest.mqtt import MqttIngest
 from tracker.ingest.queue import AsyncIngestQueue
 from tracker.live.hub import Hub
+from tracker.live.insight import Insight
 from tracker.live.vehicle import LiveVehicle, shown_position
 from tracker.live.ws import router as ws_router
 from tracker.match_worker import BatchMatcher, InThreadMatcher, MatcherProcess
@@ -41,6 +45,7 @@ from tracker.web import router as web_router
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 3600.0
+LEARN_FROM_EVENTS = 2_000_000  # at most this many stored stop events are learned from at start
 SHUTDOWN_DRAIN_S = 30.0  # what was received is processed, unless the pipeline is stuck
 SHUTDOWN_FLUSH_S = 5.0
 
@@ -55,57 +60,69 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
         )
         log.info("network: %d routes, %d trips, feed %s", len(net.routes), len(net.trips),
                  net.feed_hash[:12])  # fmt: skip
-        async with open_store(settings.database_url) as store, _matcher(net, settings) as matcher:
-            hub = Hub(tick_s=settings.live_tick_s, clock=settings.now)
-            recent = await _recent_vehicles(store, settings)
-            hub.publish(recent)
-            hub.tick()  # so the first clients' snapshot already holds them
-            queue = AsyncIngestQueue(settings.queue_capacity, settings.superseded_capacity)
-            writer = StoreWriter(
-                store, max_batches=settings.store_queue_batches, clock=settings.now
-            )
-            pipeline = Pipeline(matcher, writer, hub, clock=settings.now,
-                                topic_prefix=settings.topic_prefix,
-                                hide_after_s=settings.hide_after_s)  # fmt: skip
-            pipeline.remember(recent)  # so they expire like the others
-            ingest = MqttIngest(
-                settings.broker_url,
-                client_id=settings.mqtt_client_id,
-                queue=queue,
-                topic_prefix=settings.topic_prefix,
-                share_group=settings.share_group,
-                username=settings.mqtt_username,
-                password=settings.mqtt_password,
-                protocol=settings.mqtt_protocol,
-            )
-            app.state.settings = settings
-            app.state.network = net
-            app.state.store = store
-            app.state.hub = hub
-            app.state.pipeline = pipeline
-            app.state.queue = queue
-            app.state.ingest = ingest
-            failed: list[str] = app.state.failed_tasks
-            pipeline_run = pipeline.run(
-                queue, max_pings=settings.batch_max_pings, interval_s=settings.batch_interval_s
-            )
-            async with asyncio.TaskGroup() as tasks:
-                background = [
-                    tasks.create_task(_named("hub", hub.run(), failed)),
-                    tasks.create_task(_named("store writer", writer.run(), failed)),
-                    tasks.create_task(_named("pipeline", pipeline_run, failed)),
-                    tasks.create_task(_named("retention", _retention(store, settings), failed)),
-                ]
-                async with ingest:
-                    yield
-                # The broker connection is closed: finish what was received, then stop.
-                try:
-                    await asyncio.wait_for(pipeline.drain(queue), SHUTDOWN_DRAIN_S)
-                except TimeoutError:
-                    log.warning("stopping with %d messages not processed", len(queue))
-                await writer.flush(SHUTDOWN_FLUSH_S)
-                for task in background:
-                    task.cancel()
+        async with open_store(settings.database_url) as store:
+            # The stop events of the last days: the model of running times starts from them.
+            now_s = settings.now()
+            history = await store.stop_events(
+                start_s=now_s - settings.learn_from_days * 86_400.0, end_s=now_s,
+                limit=LEARN_FROM_EVENTS,
+            )  # fmt: skip
+            log.info("arrival predictions learn from %d stored stop events", len(history))
+            async with _matcher(net, settings, history) as matcher:
+                hub = Hub(tick_s=settings.live_tick_s, clock=settings.now)
+                recent = await _recent_vehicles(store, settings)
+                hub.publish(recent)
+                hub.tick()  # so the first clients' snapshot already holds them
+                queue = AsyncIngestQueue(settings.queue_capacity, settings.superseded_capacity)
+                writer = StoreWriter(
+                    store, max_batches=settings.store_queue_batches, clock=settings.now
+                )
+                insight = Insight()
+                pipeline = Pipeline(matcher, writer, hub, clock=settings.now,
+                                    topic_prefix=settings.topic_prefix,
+                                    hide_after_s=settings.hide_after_s,
+                                    insight=insight)  # fmt: skip
+                pipeline.remember(recent)  # so they expire like the others
+                ingest = MqttIngest(
+                    settings.broker_url,
+                    client_id=settings.mqtt_client_id,
+                    queue=queue,
+                    topic_prefix=settings.topic_prefix,
+                    share_group=settings.share_group,
+                    username=settings.mqtt_username,
+                    password=settings.mqtt_password,
+                    protocol=settings.mqtt_protocol,
+                )
+                app.state.settings = settings
+                app.state.network = net
+                app.state.store = store
+                app.state.hub = hub
+                app.state.pipeline = pipeline
+                app.state.insight = insight
+                app.state.queue = queue
+                app.state.ingest = ingest
+                failed: list[str] = app.state.failed_tasks
+                pipeline_run = pipeline.run(
+                    queue, max_pings=settings.batch_max_pings,
+                    interval_s=settings.batch_interval_s,
+                )  # fmt: skip
+                async with asyncio.TaskGroup() as tasks:
+                    background = [
+                        tasks.create_task(_named("hub", hub.run(), failed)),
+                        tasks.create_task(_named("store writer", writer.run(), failed)),
+                        tasks.create_task(_named("pipeline", pipeline_run, failed)),
+                        tasks.create_task(_named("retention", _retention(store, settings), failed)),
+                    ]
+                    async with ingest:
+                        yield
+                    # The broker connection is closed: finish what was received, then stop.
+                    try:
+                        await asyncio.wait_for(pipeline.drain(queue), SHUTDOWN_DRAIN_S)
+                    except TimeoutError:
+                        log.warning("stopping with %d messages not processed", len(queue))
+                    await writer.flush(SHUTDOWN_FLUSH_S)
+                    for task in background:
+                        task.cancel()
 
     app = FastAPI(
         title="Bus tracker",
@@ -122,13 +139,19 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
 
 
 @contextlib.asynccontextmanager
-async def _matcher(network: Network, settings: Settings) -> AsyncIterator[BatchMatcher]:
-    """The matcher, in a process of its own unless `settings.matcher_process` is off."""
-    config = MatcherConfig(max_future_s=settings.max_future_s, settle_lag_s=settings.settle_lag_s)
+async def _matcher(
+    network: Network, settings: Settings, history: Sequence[StopEvent]
+) -> AsyncIterator[BatchMatcher]:
+    """The engine (matcher, stop events, predictions, operations signals), in a process of its
+    own unless `settings.matcher_process` is off; its model learns from `history` first."""
+    config = EngineConfig(
+        matcher=MatcherConfig(max_future_s=settings.max_future_s,
+                              settle_lag_s=settings.settle_lag_s),
+    )  # fmt: skip
     if not settings.matcher_process:
-        yield InThreadMatcher(network, config)
+        yield InThreadMatcher(network, config, history)
         return
-    async with MatcherProcess(network, config) as process:
+    async with MatcherProcess(network, config, history) as process:
         yield process
 
 

@@ -1,10 +1,12 @@
-"""Where the live service runs the matcher: in a process of its own, or in a thread.
+"""Where the live service runs its engine (the matcher and what reads its answers: stop events,
+predictions, operations signals; `tracker.core.engine`): in a process of its own, or a thread.
 
-    Pipeline.process ──pings──▶ MatcherProcess ══pipe══▶ child process: Matcher.match_batch
-                     ◀─answers─                ◀═══════                  and Matcher.settle
+    Pipeline.process ──pings──▶ MatcherProcess ══pipe══▶ child process: Engine.step
+                     ◀──step───                ◀═══════
 
-Each batch's answers are its pings' matches and the revisions of older answers that settled
-differently (`tracker.core.settle`).
+Each batch's `Step` holds its pings' matches, the revisions of older answers that settled
+differently (`tracker.core.settle`), the stop events detected, new predictions and, every few
+seconds, the operations assessment.
 
 The matcher is pure Python and numpy, so in the service's own process it shares one interpreter
 lock with the MQTT network thread and the event loop (websockets, HTTP, the store writer): while
@@ -35,40 +37,32 @@ import sys
 import threading
 import traceback
 from collections.abc import Sequence
-from typing import Any, BinaryIO, NamedTuple, Protocol
+from typing import Any, BinaryIO, Protocol
 
-from tracker.core.matcher import Matcher, MatcherConfig
+from tracker.core.engine import Engine, EngineConfig, Step
 from tracker.core.model import Match, Ping
 from tracker.core.network import Network
+from tracker.core.predict import Prediction
+from tracker.core.stop_events import StopEvent
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 5.0
-# The matcher prepares a whole call's candidates at once (tens of kB per ping on a feed of
-# overlapping routes): a big micro-batch is matched in calls of at most this many pings, which
-# bounds that memory and gives the same answers (a vehicle's pings stay in order).
-CHUNK_PINGS = 500
 
-# Pings and matches cross the pipe as plain tuples of their fields: several times cheaper to
-# pickle than the dataclasses.
+# Pings, matches, stop events and predictions cross the pipe as plain tuples of their fields:
+# several times cheaper to pickle than the dataclasses.
 _ping_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(Ping)))
 _match_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(Match)))
-
-
-class Answers(NamedTuple):
-    """A batch's answers: one match per ping, and the revisions of older answers."""
-
-    matches: list[Match]
-    revised: list[Match]
+_event_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(StopEvent)))
+_prediction_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(Prediction)))
 
 
 class BatchMatcher(Protocol):
-    """What the pipeline needs of a matcher: a batch of pings in, one answer per ping out, and
-    the older answers that settled differently."""
+    """What the pipeline needs of its engine: a batch of pings in, a `Step` out."""
 
-    config: MatcherConfig
+    config: EngineConfig
 
-    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> Answers: ...
+    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> Step: ...
 
 
 class MatcherCrashedError(RuntimeError):
@@ -76,40 +70,59 @@ class MatcherCrashedError(RuntimeError):
 
 
 class InThreadMatcher:
-    """The matcher in a worker thread of the service's process."""
+    """The engine in a worker thread of the service's process."""
 
-    def __init__(self, network: Network, config: MatcherConfig) -> None:
+    def __init__(
+        self, network: Network, config: EngineConfig, history: Sequence[StopEvent] = ()
+    ) -> None:
         self.config = config
-        self._matcher = Matcher(network, config)
+        self.engine = Engine(network, config, history)
 
-    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> Answers:
-        return await asyncio.to_thread(answer_batch, self._matcher, pings, now_s)
+    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> Step:
+        return await asyncio.to_thread(self.engine.step, pings, now_s)
 
 
-def answer_batch(matcher: Matcher, pings: Sequence[Ping], now_s: float) -> Answers:
-    """`matcher.match_batch`, `CHUNK_PINGS` pings at a time, then `matcher.settle`."""
-    matches = [
-        match
-        for start in range(0, len(pings), CHUNK_PINGS)
-        for match in matcher.match_batch(pings[start : start + CHUNK_PINGS], now=now_s)
-    ]
-    return Answers(matches, matcher.settle(now_s))
+def _encode_step(step: Step) -> tuple[Any, ...]:
+    """A `Step` as plain tuples, for the pipe (the assessment and scores as they are)."""
+    return (
+        [_match_fields(m) for m in step.matches],
+        [_match_fields(m) for m in step.revised],
+        [_event_fields(e) for e in step.stop_events],
+        {v: [_prediction_fields(p) for p in made] for v, made in step.predictions.items()},
+        step.assessment,
+        step.accuracy,
+    )
+
+
+def _decode_step(encoded: tuple[Any, ...]) -> Step:
+    matches, revised, events, predictions, assessment, accuracy = encoded
+    return Step(
+        [Match(*m) for m in matches],
+        [Match(*m) for m in revised],
+        [StopEvent(*e) for e in events],
+        {v: [Prediction(*p) for p in made] for v, made in predictions.items()},
+        assessment,
+        accuracy,
+    )
 
 
 class MatcherProcess:
-    """The matcher in a child process (see the module docstring). Use as a context manager, or
+    """The engine in a child process (see the module docstring). Use as a context manager, or
     `start()` and `close()`; `match_batch` is called by one task at a time.
 
-    The child is `python -m tracker.match_worker`, so that it imports the matcher and nothing
+    The child is `python -m tracker.match_worker`, so that it imports the engine and nothing
     else of the service. Requests and answers are pickles on its stdin and stdout: first the
-    network and the config, then per batch (ping rows, now_s) → ("ok", (match rows, revised
-    match rows)) or ("error", traceback); None asks it to finish.
+    network, the config and the stop events to learn from, then per batch (ping rows, now_s) →
+    ("ok", the step as tuples) or ("error", traceback); None asks it to finish.
     """
 
-    def __init__(self, network: Network, config: MatcherConfig) -> None:
+    def __init__(
+        self, network: Network, config: EngineConfig, history: Sequence[StopEvent] = ()
+    ) -> None:
         self.config = config
         self.restarts = 0  # children started after the first one died
         self._network = network
+        self._history = [_event_fields(e) for e in history]
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
@@ -134,12 +147,11 @@ class MatcherProcess:
         with self._lock:
             self._stop()
 
-    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> Answers:
+    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> Step:
         rows = [_ping_fields(p) for p in pings]
-        matches, revised = await asyncio.to_thread(self._call, rows, now_s)
-        return Answers([Match(*a) for a in matches], [Match(*a) for a in revised])
+        return _decode_step(await asyncio.to_thread(self._call, rows, now_s))
 
-    def _call(self, rows: list[tuple[Any, ...]], now_s: float) -> tuple[list[Any], list[Any]]:
+    def _call(self, rows: list[tuple[Any, ...]], now_s: float) -> tuple[Any, ...]:
         """One batch through the child; a dead child is replaced once and the batch resent."""
         with self._lock:
             for attempt in (1, 2):
@@ -159,7 +171,7 @@ class MatcherProcess:
                     continue
                 if status == "error":  # a bug in the matcher: the child lives on
                     raise RuntimeError(f"the matcher failed on a batch:\n{payload}")
-                result: tuple[list[Any], list[Any]] = payload
+                result: tuple[Any, ...] = payload
                 return result
             raise MatcherCrashedError("the matcher's process died twice on one batch")
 
@@ -178,7 +190,7 @@ class MatcherProcess:
             stdout=subprocess.PIPE,
         )
         try:
-            ready = self._ask(process, (self._network, self.config))
+            ready = self._ask(process, (self._network, self.config, self._history))
         except (EOFError, OSError, pickle.UnpicklingError):
             process.kill()
             process.wait()
@@ -209,11 +221,11 @@ class MatcherProcess:
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
-    """The child process: build the matcher, then answer batches until told to stop or the
+    """The child process: build the engine, then answer batches until told to stop or the
     parent is gone (its end of the pipe closes)."""
-    network, config = pickle.load(requests)
-    matcher = Matcher(network, config)
-    del network
+    network, config, history = pickle.load(requests)
+    engine = Engine(network, config, [StopEvent(*e) for e in history])
+    del network, history
 
     def answer(reply: object) -> None:
         pickle.dump(reply, answers, protocol=pickle.HIGHEST_PROTOCOL)
@@ -229,10 +241,8 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
             return
         rows, now_s = request
         try:
-            matches, revised = answer_batch(matcher, [Ping(*r) for r in rows], now_s)
-            reply: tuple[str, Any] = (
-                "ok", ([_match_fields(m) for m in matches], [_match_fields(m) for m in revised])
-            )  # fmt: skip
+            reply: tuple[str, Any] = ("ok", _encode_step(engine.step([Ping(*r) for r in rows],
+                                                                     now_s)))  # fmt: skip
         except Exception:
             reply = ("error", traceback.format_exc())
         answer(reply)

@@ -35,11 +35,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tracker.core.model import Match, Ping, Reason, State
+from tracker.core.stop_events import StopEvent
 from tracker.core.validate import validate_ping
 from tracker.errors import StoreError
 from tracker.ingest.mqtt import Backoff
-from tracker.ingest.queue import AsyncIngestQueue, Received
+from tracker.ingest.queue import AsyncIngestQueue, Drained, Received
 from tracker.live.hub import Hub
+from tracker.live.insight import Insight
 from tracker.live.vehicle import LiveVehicle
 from tracker.match_worker import BatchMatcher
 from tracker.store.postgres import Store
@@ -71,6 +73,7 @@ class PipelineStats:
     pings_matched: int = 0
     superseded_stored: int = 0  # superseded pings handed to the store unmatched
     revised: int = 0  # answers that settled differently, revised in the store
+    stop_events: int = 0  # arrivals and departures at stops detected
     by_state: Counter[str] = field(default_factory=Counter)
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     vehicles_expired: int = 0
@@ -86,6 +89,12 @@ class _Queued:
     rows: StoredBatch
     received_at_s: float
     revised: Sequence[Match]
+    stop_events: Sequence[StopEvent]
+
+    @property
+    def size(self) -> int:
+        """Rows to write, of every kind."""
+        return len(self.rows) + len(self.revised) + len(self.stop_events)
 
 
 class StoreWriter:
@@ -115,6 +124,7 @@ class StoreWriter:
         self.dropped_batches = 0
         self.dropped_pings = 0
         self.revised = 0  # stored answers revised (settled differently)
+        self.stop_events = 0  # stop events stored
         self.failures = 0
         self.healthy = True
 
@@ -123,18 +133,22 @@ class StoreWriter:
         return len(self._pending)
 
     def submit(
-        self, rows: StoredBatch, received_at_s: float, revised: Sequence[Match] = ()
+        self,
+        rows: StoredBatch,
+        received_at_s: float,
+        revised: Sequence[Match] = (),
+        stop_events: Sequence[StopEvent] = (),
     ) -> None:
-        """Queue one batch for writing, with the revisions of answers stored before; never
-        blocks. When full the oldest batch is dropped."""
-        if not rows and not revised:
+        """Queue one batch for writing, with the revisions of answers stored before and the stop
+        events detected; never blocks. When full the oldest batch is dropped."""
+        if not rows and not revised and not stop_events:
             return
         if len(self._pending) >= self._max_batches:
             dropped = self._pending.popleft()
             self.dropped_batches += 1
             self.dropped_pings += len(dropped.rows)
             log.warning("store queue full: dropped a batch of %d pings", len(dropped.rows))
-        self._pending.append(_Queued(rows, received_at_s, revised))
+        self._pending.append(_Queued(rows, received_at_s, revised, stop_events))
         self._wake.set()
 
     async def run(self) -> None:
@@ -157,10 +171,12 @@ class StoreWriter:
             writing = self._next_write()
             rows = writing[0].rows if len(writing) == 1 else [r for b in writing for r in b.rows]
             revised = [m for b in writing for m in b.revised]
+            events = [e for b in writing for e in b.stop_events]
             try:
                 result = await self._store.write_batch(
-                    rows, received_at_s=writing[0].received_at_s, revised=revised
-                )
+                    rows, received_at_s=writing[0].received_at_s, revised=revised,
+                    stop_events=events,
+                )  # fmt: skip
             except Exception as e:
                 # StoreError: the database cannot be reached. Anything else is a write it
                 # refused (privileges, read-only after a failover, disk full, ...): retried
@@ -183,13 +199,14 @@ class StoreWriter:
             self.stored += result.stored
             self.duplicates += result.duplicates
             self.revised += result.revised
+            self.stop_events += result.stop_events
 
     def _next_write(self) -> list[_Queued]:
         """The oldest queued batches, as many as fit in one write (at least one)."""
         writing = [self._pending[0]]
-        rows = len(writing[0].rows) + len(writing[0].revised)
+        rows = writing[0].size
         for batch in itertools.islice(self._pending, 1, None):
-            rows += len(batch.rows) + len(batch.revised)
+            rows += batch.size
             if rows > self._max_rows_per_write:
                 break
             writing.append(batch)
@@ -215,10 +232,16 @@ class Pipeline:
         clock: Clock = time.time,
         topic_prefix: str = DEFAULT_TOPIC_PREFIX,
         hide_after_s: float = 600.0,
+        insight: Insight | None = None,
+        idle_step_s: float = 1.0,
     ) -> None:
+        """`idle_step_s`: with no message for that long, the engine steps with none (so that
+        answers settle and alerts about silent buses and trips with none come as time passes)."""
         self.matcher = matcher
         self.writer = writer
         self.hub = hub
+        self.insight = insight if insight is not None else Insight()
+        self.idle_step_s = idle_step_s
         self.clock = clock
         self.topic_prefix = topic_prefix
         self.hide_after_s = hide_after_s
@@ -234,9 +257,11 @@ class Pipeline:
         started = time.perf_counter()
         now_s = self.clock()
         pings = self._decode(messages, now_s)
-        # validate + match, off the event loop: only this task uses the matcher; older answers
-        # that settled differently come back as revisions
-        matches, revised = await self.matcher.match_batch(pings, now_s)
+        # validate + match (and stop events, predictions, operations: `tracker.core.engine`),
+        # off the event loop: only this task uses the engine; older answers that settled
+        # differently come back as revisions
+        step = await self.matcher.match_batch(pings, now_s)
+        matches, revised = step.matches, step.revised
         kept: StoredBatch = []
         for ping, match in zip(pings, matches, strict=True):
             if match.state is State.REJECTED:
@@ -249,10 +274,15 @@ class Pipeline:
                     ping.timestamp, self._last_seen_s.get(ping.vehicle_id, 0.0)
                 )
         stored_only = self._superseded(superseded, now_s)
-        self.writer.submit(kept + stored_only, received_at_s=now_s, revised=revised)  # store
+        self.writer.submit(kept + stored_only, received_at_s=now_s, revised=revised,
+                           stop_events=step.stop_events)  # store  # fmt: skip
         self.hub.publish(LiveVehicle.from_match(p, m) for p, m in kept)  # broadcast
         self.hub.revise(revised)
+        self.insight.update(step)  # predictions, headways, alerts: for the API
+        if step.assessment is not None:
+            self.hub.announce(step.assessment.changes)
         self.stats.revised += len(revised)
+        self.stats.stop_events += len(step.stop_events)
         self._expire(now_s)
         self.stats.superseded_stored += len(stored_only)
         self._count(len(messages) + len(superseded), len(pings), time.perf_counter() - started)
@@ -268,7 +298,11 @@ class Pipeline:
         taken_at_s = -math.inf
         while True:
             wait_s = max(0.0, taken_at_s + interval_s - loop.time())
-            batch = await queue.next_batch(max_pings, wait_s)
+            try:
+                async with asyncio.timeout(max(wait_s, self.idle_step_s)):
+                    batch = await queue.next_batch(max_pings, wait_s)
+            except TimeoutError:  # nothing came: the engine steps all the same
+                batch = Drained([], [])
             taken_at_s = loop.time()
             self._processing = True
             try:
@@ -304,7 +338,7 @@ class Pipeline:
     def _superseded(self, messages: Sequence[Received], now_s: float) -> StoredBatch:
         """Superseded pings, decoded and validated, as rows stored unmatched (never broadcast)."""
         rows: StoredBatch = []
-        max_future_s = self.matcher.config.max_future_s
+        max_future_s = self.matcher.config.matcher.max_future_s
         for ping in self._decode(messages, now_s):
             problem = validate_ping(ping, now=now_s, max_future_s=max_future_s)
             if problem is not None:

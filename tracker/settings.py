@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # Answers are settled this long after their ping: a position whose trip the next minutes
     # show was another is revised in the history and on the pages (0: never revised).
     settle_lag_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
+    # At start, the arrival predictions learn from the stop events stored in the last days.
+    learn_from_days: Annotated[float, Field(ge=0, le=365)] = 7.0
 
     # --- live output ----------------------------------------------------------------------------
     live_tick_s: Annotated[float, Field(gt=0, le=10)] = 0.1

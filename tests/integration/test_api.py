@@ -456,8 +456,9 @@ async def _check_stats(client: httpx.AsyncClient, pings: Sequence[Ping]) -> None
     # Answers that settled differently are revised in the stored history, each once.
     assert pipeline["superseded_stored"] == 0
     assert writer == {"healthy": True, "stored": len(pings), "duplicates": 0,
-                      "revised": pipeline["revised"], "dropped_batches": 0, "dropped_pings": 0,
-                      "failures": 0, "pending_batches": 0}  # fmt: skip
+                      "revised": pipeline["revised"], "stop_events": pipeline["stop_events"],
+                      "dropped_batches": 0, "dropped_pings": 0, "failures": 0,
+                      "pending_batches": 0}  # fmt: skip
     assert body["hub"]["ticks"] > 0
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from simulator.day import SimConfig, simulate
 from tests.integration.servers import free_port
+from tracker.core.engine import EngineConfig, Step
 from tracker.core.matcher import Matcher, MatcherConfig
 from tracker.core.model import Match, Ping, Reason, State, rejected
 from tracker.core.network import Network
@@ -28,7 +29,7 @@ from tracker.errors import StoreError
 from tracker.gtfs.load import load_network
 from tracker.ingest.queue import AsyncIngestQueue, LatestPerVehicleQueue, Received
 from tracker.live.hub import Hub
-from tracker.match_worker import Answers, InThreadMatcher, MatcherProcess
+from tracker.match_worker import InThreadMatcher, MatcherProcess
 from tracker.service import Pipeline, StoreWriter
 from tracker.store import Store, VehicleRow, mask_password, migrations, open_store, upgrade
 from tracker.store.embedded import embedded_postgres
@@ -579,7 +580,7 @@ async def test_an_overloaded_pipeline_stores_every_accepted_ping_once(
     writer = StoreWriter(store, write_every_s=0.0)
     hub = Hub()
     pipeline = Pipeline(
-        InThreadMatcher(network, MatcherConfig()), writer, hub, clock=lambda: MAY_1 + 60
+        InThreadMatcher(network, EngineConfig()), writer, hub, clock=lambda: MAY_1 + 60
     )
     writing = asyncio.create_task(writer.run())
     try:
@@ -607,10 +608,10 @@ class FailsOnce(InThreadMatcher):
     """The live matcher, with a bug on its first batch (no real input makes it fail)."""
 
     def __init__(self, network: Network) -> None:
-        super().__init__(network, MatcherConfig())
+        super().__init__(network, EngineConfig())
         self.failed = False
 
-    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> Answers:
+    async def match_batch(self, pings: Sequence[Ping], now_s: float) -> Step:
         if not self.failed:
             self.failed = True
             raise RuntimeError("a bug in the matcher")
@@ -651,7 +652,7 @@ async def test_the_running_pipeline_answers_as_the_matcher_does_and_stores_all(
     ][:2000]  # fmt: skip
     now_s = max(p.timestamp for p in sent) + 60.0
     expected = Matcher(network, MatcherConfig()).match_batch(sent, now=now_s)
-    async with MatcherProcess(network, MatcherConfig()) as matcher:
+    async with MatcherProcess(network, EngineConfig()) as matcher:
         pipeline = Pipeline(matcher, StoreWriter(store), Hub(), clock=lambda: now_s)
         await run_pipeline(pipeline, sent, batch_size=200)
 
@@ -755,7 +756,7 @@ async def test_the_pipeline_revises_stored_answers_once_the_other_bus_shows_whos
         key=lambda p: p.timestamp,
     )
     clock_s = [pings[0].timestamp]
-    config = MatcherConfig(settle_lag_s=900.0)
+    config = EngineConfig(matcher=MatcherConfig(settle_lag_s=900.0))
     hub = Hub()
     async with MatcherProcess(network, config) as matcher:
         pipeline = Pipeline(matcher, StoreWriter(store, write_every_s=0.0), hub,

@@ -17,12 +17,13 @@ import pytest
 
 from simulator.day import SimConfig, simulate
 from tests.processes import alive
+from tracker.core.engine import CHUNK_PINGS, Engine, EngineConfig
 from tracker.core.matcher import Matcher, MatcherConfig
 from tracker.core.model import Ping, Reason, State
 from tracker.core.network import Network
 from tracker.demo import BUNDLED_FEED
 from tracker.gtfs.load import load_network
-from tracker.match_worker import CHUNK_PINGS, InThreadMatcher, MatcherProcess, answer_batch
+from tracker.match_worker import InThreadMatcher, MatcherProcess
 
 DAY = dt.date(2019, 1, 1)  # a Tuesday of the bundled feed
 
@@ -47,7 +48,7 @@ def batches(network: Network) -> list[tuple[list[Ping], float]]:
 
 @pytest.fixture
 async def process(network: Network) -> AsyncIterator[MatcherProcess]:
-    async with MatcherProcess(network, MatcherConfig()) as worker:
+    async with MatcherProcess(network, EngineConfig()) as worker:
         yield worker
 
 
@@ -62,7 +63,7 @@ async def test_the_process_answers_as_the_matcher_does_in_process(
     network: Network, batches: list[tuple[list[Ping], float]], process: MatcherProcess
 ) -> None:
     in_process = Matcher(network, MatcherConfig())
-    in_thread = InThreadMatcher(network, MatcherConfig())
+    in_thread = InThreadMatcher(network, EngineConfig())
     states: set[State] = set()
     for pings, now_s in batches:
         expected = in_process.match_batch(pings, now=now_s)
@@ -80,16 +81,16 @@ async def test_a_big_batch_is_matched_in_chunks_with_the_same_answers(
     now_s = batches[-1][1]
     assert len(pings) > 3 * CHUNK_PINGS
     at_once = Matcher(network, MatcherConfig()).match_batch(pings, now=now_s)
-    assert answer_batch(Matcher(network, MatcherConfig()), pings, now_s).matches == at_once
+    assert Engine(network, EngineConfig()).step(pings, now_s).matches == at_once
 
 
 async def test_bad_pings_come_back_rejected_with_their_reason(process: MatcherProcess) -> None:
     now_s = 1_546_329_600.0
-    answers, revised = await process.match_batch(
+    step = await process.match_batch(
         [Ping("bus-1", now_s, 91.0, 36.8), Ping("bus-2", float("nan"), -1.28, 36.8)], now_s
     )
-    assert revised == []
-    assert [(m.vehicle_id, m.state, m.reason) for m in answers] == [
+    assert (step.revised, step.stop_events, step.predictions) == ([], [], {})
+    assert [(m.vehicle_id, m.state, m.reason) for m in step.matches] == [
         ("bus-1", State.REJECTED, Reason.BAD_COORDINATES),
         ("bus-2", State.REJECTED, Reason.BAD_TIMESTAMP),
     ]
@@ -122,7 +123,7 @@ async def test_a_failing_batch_raises_and_the_process_lives_on(
 
 
 async def test_closing_stops_the_process(network: Network) -> None:
-    worker = MatcherProcess(network, MatcherConfig())
+    worker = MatcherProcess(network, EngineConfig())
     worker.start()
     pid = worker.pid
     assert pid is not None
@@ -138,10 +139,10 @@ def test_the_process_ends_when_the_service_is_killed() -> None:
         f"""
         import time
         from pathlib import Path
-        from tracker.core.matcher import MatcherConfig
+        from tracker.core.engine import EngineConfig
         from tracker.gtfs.load import load_network
         from tracker.match_worker import MatcherProcess
-        worker = MatcherProcess(load_network(Path({str(BUNDLED_FEED)!r})), MatcherConfig())
+        worker = MatcherProcess(load_network(Path({str(BUNDLED_FEED)!r})), EngineConfig())
         worker.start()
         print(worker.pid, flush=True)
         time.sleep(600)

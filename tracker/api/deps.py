@@ -17,6 +17,7 @@ from tracker.core.network import Network
 from tracker.ingest.mqtt import MqttIngest
 from tracker.ingest.queue import AsyncIngestQueue
 from tracker.live.hub import Hub
+from tracker.live.insight import Insight
 from tracker.service import Pipeline
 from tracker.settings import Settings
 from tracker.store.postgres import Store
@@ -63,6 +64,10 @@ def get_ingest(request: Request) -> MqttIngest:
     return _from_state(request, "ingest", MqttIngest)
 
 
+def get_insight(request: Request) -> Insight:
+    return _from_state(request, "insight", Insight)
+
+
 def get_queue(request: Request) -> AsyncIngestQueue:
     return _from_state(request, "queue", AsyncIngestQueue)
 
@@ -74,6 +79,7 @@ HubDep = Annotated[Hub, Depends(get_hub)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 IngestDep = Annotated[MqttIngest, Depends(get_ingest)]
 QueueDep = Annotated[AsyncIngestQueue, Depends(get_queue)]
+InsightDep = Annotated[Insight, Depends(get_insight)]
 
 RoutesQuery = Annotated[
     str | None, Query(description="comma-separated route ids, e.g. L1,L7; all when left out")

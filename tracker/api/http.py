@@ -14,8 +14,10 @@ from the wall clock), and every answer says what that clock read (``now_s``). Er
 parameter, 503 database unavailable). The OpenAPI docs are at ``/docs``.
 
 One module per part, each with its router: `tracker.api.health`, `tracker.api.vehicles`,
-`tracker.api.network` (routes and stops), `tracker.api.operator` (fleet, problems, history,
-counters); what they share is in `tracker.api.deps`.
+`tracker.api.network` (routes and stops), `tracker.api.arrivals` (predictions, their accuracy,
+stop events), `tracker.api.operator` (fleet, problems, history, counters),
+`tracker.api.operations` (headways, alerts, detours, time–distance); what they share is in
+`tracker.api.deps`.
 
 Derived data that only depends on the network (the whole network as GeoJSON, the route list,
 the network's bounds) is computed on first use, off the event loop, and kept for the app's life.
@@ -25,8 +27,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tracker.api import health, network, operator, vehicles
+from tracker.api import arrivals, health, network, operations, operator, vehicles
 
 router = APIRouter()
-for part in (health, vehicles, network, operator):
+for part in (health, vehicles, network, arrivals, operator, operations):
     router.include_router(part.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Iterable
 from typing import Annotated, Final
@@ -10,10 +11,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracker.api import schemas
+from tracker.api.arrivals import arrival_range, predicted_arrivals
 from tracker.api.deps import (
     GEOJSON_MEDIA_TYPE,
     BBoxQuery,
     HubDep,
+    InsightDep,
     NetworkDep,
     SettingsDep,
     bbox_param,
@@ -26,6 +29,7 @@ from tracker.api.errors import NotFoundError
 from tracker.core import departures, geojson
 from tracker.core.model import State
 from tracker.core.network import Network
+from tracker.core.predict import Prediction
 from tracker.live.hub import Subscription
 from tracker.live.vehicle import LiveVehicle
 from tracker.settings import Settings
@@ -128,23 +132,30 @@ async def get_stop(
     stop_id: str,
     network: NetworkDep,
     hub: HubDep,
+    insight: InsightDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100, description="how many departures")] = 10,
 ) -> schemas.StopDetail:
-    """A stop and its next departures from now, with live delays where a vehicle is on the trip.
+    """A stop, the buses on their way to it (predicted arrivals, with their p10–p90 range) and
+    its next departures from now, with live delays where a vehicle is on the trip.
 
     Live: a vehicle of the live view, not stale, on that trip on that service day; then
-    ``expected_s = scheduled_s + delay_s``. Frequency-based trips get no live delay.
+    ``expected_s = scheduled_s + delay_s``, and `prediction` is the bus's predicted arrival.
+    Frequency-based trips get no live delay; their buses are in `arrivals`. A departure whose
+    trip should be under way with no bus on it says so (`no_bus`).
     """
     if stop_id not in network.stops:
         raise NotFoundError(f"no stop {stop_id!r} in the feed; /api/stops lists them")
     now_s = settings.now()
+    vehicles = hub.vehicles()
     serving = departures.trip_ids_of_stop(network, stop_id)
-    on_trips = [v for v in hub.vehicles().values() if v.trip_id in serving]
+    on_trips = [v for v in vehicles.values() if v.trip_id in serving]
     delays, vehicle_of = _live_delays(network, on_trips, now_s, settings)
     found = departures.next_departures(
         network, stop_id, now_s=now_s, live_delays=delays, limit=limit
     )
+    predicted = insight.at_stop(stop_id, now_s)
+    by_trip = {(p.trip_id, p.service_date): p for p in reversed(predicted)}  # soonest wins
     name, lat, lon = network.stops[stop_id]
     return schemas.StopDetail(
         now_s=now_s,
@@ -153,7 +164,8 @@ async def get_stop(
         lat=lat,
         lon=lon,
         route_ids=departures.routes_of_stop(network, stop_id),
-        departures=[_departure(network, d, vehicle_of) for d in found],
+        departures=[_departure(network, d, vehicle_of, by_trip, vehicles, now_s) for d in found],
+        arrivals=predicted_arrivals(network, predicted, vehicles),
     )
 
 
@@ -188,10 +200,26 @@ def _live_delays(
     return delays, vehicle_of
 
 
+NO_BUS_AFTER_S: Final = 120.0
+"""A trip this long past its first departure with no bus on it has none (`Departure.no_bus`)."""
+
+
 def _departure(
-    network: Network, d: departures.Departure, vehicle_of: dict[tuple[str, str], str]
+    network: Network,
+    d: departures.Departure,
+    vehicle_of: dict[tuple[str, str], str],
+    predicted: dict[tuple[str, str], Prediction],
+    vehicles: dict[str, LiveVehicle],
+    now_s: float,
 ) -> schemas.Departure:
     route = network.routes[network.route_index[d.route_id]]
+    prediction = predicted.get((d.trip_id, d.service_date)) if d.exact_times else None
+    no_bus = (
+        d.exact_times
+        and not d.live
+        and prediction is None
+        and _first_departure_s(network, d.trip_id, d.service_date) < now_s - NO_BUS_AFTER_S
+    )
     return schemas.Departure(
         route_id=d.route_id,
         route_short_name=route.short_name,
@@ -206,4 +234,15 @@ def _departure(
         vehicle_id=vehicle_of.get((d.trip_id, d.service_date)) if d.live else None,
         exact_times=d.exact_times,
         headway_s=d.headway_s,
+        prediction=None
+        if prediction is None
+        else arrival_range(prediction, vehicles.get(prediction.vehicle_id)),
+        no_bus=no_bus,
     )
+
+
+def _first_departure_s(network: Network, trip_id: str, service_date: str) -> float:
+    """When a plain trip leaves its first stop on a service day, epoch s."""
+    run = network.runs_of_trip[network.trip_index[trip_id]][0]
+    day = dt.datetime.strptime(service_date, departures.DATE_FORMAT).date()
+    return network.day_origin(day) + float(network.runs.start_s[run])

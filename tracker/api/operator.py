@@ -15,6 +15,7 @@ from tracker.api import schemas
 from tracker.api.deps import (
     HubDep,
     IngestDep,
+    InsightDep,
     NetworkDep,
     PipelineDep,
     QueueDep,
@@ -30,6 +31,7 @@ from tracker.api.vehicles import shown_position
 from tracker.core import departures, geojson
 from tracker.core.model import State
 from tracker.core.network import Network
+from tracker.core.operations import Gap, RouteHeadway
 from tracker.live.hub import Subscription
 from tracker.live.vehicle import LiveVehicle
 from tracker.store.postgres import VehicleRow
@@ -41,15 +43,22 @@ router = APIRouter()
 
 
 @router.get("/api/fleet", tags=["operations"])
-async def fleet(hub: HubDep, network: NetworkDep, settings: SettingsDep) -> schemas.Fleet:
-    """Every vehicle of the live view, per-route punctuality, and fleet totals.
+async def fleet(
+    hub: HubDep, insight: InsightDep, network: NetworkDep, settings: SettingsDep
+) -> schemas.Fleet:
+    """Every vehicle of the live view (with its gap to the bus ahead), per-route punctuality
+    and headway adherence (the measure of frequency lines), and fleet totals.
 
     On time: −60 s ≤ delay ≤ +300 s, counted among the in-service, not stale vehicles with a
     delay (a stale vehicle's delay is old news; layovers are not service).
     """
     now_s = settings.now()
     vehicles = [v for _, v in sorted(hub.vehicles().items())]
-    rows = [_fleet_vehicle(network, v, now_s, settings.stale_after_s) for v in vehicles]
+    assessed = insight.assessment
+    gaps = {} if assessed is None else {g.follower_vehicle_id: g for g in assessed.gaps}
+    rows = [_fleet_vehicle(network, v, now_s, settings.stale_after_s, gaps.get(v.vehicle_id))
+            for v in vehicles]  # fmt: skip
+    headways = [] if assessed is None else list(assessed.routes)
     counted = [
         (row.route_id, row.delay_s)
         for row in rows
@@ -71,6 +80,7 @@ async def fleet(hub: HubDep, network: NetworkDep, settings: SettingsDep) -> sche
                 in_service=sum(row.state == State.IN_SERVICE.value for row in on_route),
                 stale=sum(row.stale for row in on_route),
                 punctuality=_delay_summary([d for r, d in counted if r == route_id]),
+                headway=_headway_summary([h for h in headways if h.route_id == route_id]),
             )
         )
     totals = schemas.FleetTotals(
@@ -89,7 +99,7 @@ async def fleet(hub: HubDep, network: NetworkDep, settings: SettingsDep) -> sche
 
 
 def _fleet_vehicle(
-    network: Network, v: LiveVehicle, now_s: float, stale_after_s: float
+    network: Network, v: LiveVehicle, now_s: float, stale_after_s: float, gap: Gap | None
 ) -> schemas.FleetVehicle:
     route_idx = network.route_index.get(v.route_id) if v.route_id is not None else None
     trip_idx = network.trip_index.get(v.trip_id) if v.trip_id is not None else None
@@ -101,10 +111,35 @@ def _fleet_vehicle(
         trip_id=v.trip_id,
         headsign=departures.headsign(network, trip_idx) if trip_idx is not None else None,
         delay_s=finite(v.delay_s, 1),
+        gap_s=None if gap is None else finite(gap.gap_s, 1),
+        scheduled_gap_s=None if gap is None else finite(gap.scheduled_gap_s, 1),
         state=v.state,
         stale=age_s > stale_after_s,
         last_seen_s=round(v.observed_at_s, 3),
         age_s=round(age_s, 1),
+    )
+
+
+def _headway_summary(directions: list[RouteHeadway]) -> schemas.HeadwaySummary | None:
+    """A route's headway adherence over its directions (gap-weighted), or None with no gaps."""
+    n = sum(d.gaps for d in directions)
+    if not n:
+        return None
+
+    def weighted(values: list[tuple[float | None, int]]) -> float | None:
+        known = [(v, w) for v, w in values if v is not None and math.isfinite(v) and w > 0]
+        total = sum(w for _, w in known)
+        return round(sum(v * w for v, w in known) / total, 4) if total else None
+
+    return schemas.HeadwaySummary(
+        gaps=n,
+        within_band_share=weighted([(d.within_band_share, d.gaps) for d in directions]),
+        headway_cv=weighted([(d.headway_cv, d.gaps) for d in directions]),
+        mean_gap_s=weighted([(d.mean_gap_s, d.gaps) for d in directions]),
+        mean_scheduled_gap_s=weighted([(d.mean_scheduled_gap_s, d.gaps) for d in directions]),
+        frequency_based=any(d.frequency_based for d in directions),
+        bunched=sum(d.bunched for d in directions),
+        gapped=sum(d.gapped for d in directions),
     )
 
 

@@ -74,6 +74,39 @@ class TrailPoint(BaseModel):
     delay_s: float | None
 
 
+class ArrivalRange(BaseModel):
+    """A predicted arrival (at a trip's first stop: departure): the median and the p10–p90
+    range, learned from the stop events seen (`source` learned) or the schedule plus the
+    current delay (`source` schedule). docs/predictions.md says how."""
+
+    predicted_s: float
+    p10_s: float = Field(description="1 in 10 arrivals come earlier")
+    p90_s: float = Field(description="1 in 10 arrivals come later")
+    source: Literal["learned", "schedule"]
+    made_at_s: float = Field(description="when the prediction was made")
+    observed_at_s: float | None = Field(
+        description="the vehicle's latest position it rests on (how old the data is)"
+    )
+
+
+class PredictedArrival(BaseModel):
+    """When a vehicle should reach a stop: on the trip it is on (`trips_ahead` 0) or on its
+    block's next trips (1, 2, ...)."""
+
+    vehicle_id: str
+    route_id: str
+    route_short_name: str
+    trip_id: str
+    headsign: str
+    service_date: str = Field(description="YYYYMMDD")
+    stop_id: str
+    stop_name: str
+    stop_sequence: int = Field(description="index of the stop in the trip's stops, from 0")
+    trips_ahead: int
+    scheduled_s: float | None = Field(description="null on frequency trips without times")
+    arrival: ArrivalRange
+
+
 class NextStop(BaseModel):
     stop_id: str
     name: str
@@ -84,6 +117,7 @@ class NextStop(BaseModel):
     scheduled_s: float = Field(description="scheduled arrival (departure at the first stop)")
     delay_s: float | None
     expected_s: float = Field(description="scheduled_s + the vehicle's current delay")
+    prediction: ArrivalRange | None = Field(description="null when none was made")
 
 
 class VehicleTrip(BaseModel):
@@ -106,6 +140,9 @@ class VehicleDetail(BaseModel):
     trail_s: float
     trail: list[TrailPoint] = Field(
         description="stored positions of the last trail_s, oldest first"
+    )
+    predictions: list[PredictedArrival] = Field(
+        description="arrivals at the stops ahead, on this trip and the block's next ones"
     )
 
 
@@ -170,6 +207,13 @@ class Departure(BaseModel):
         "come about every headway_s"
     )
     headway_s: float | None
+    prediction: ArrivalRange | None = Field(
+        description="the arrival predicted for the vehicle on this trip, if any"
+    )
+    no_bus: bool = Field(
+        description="the trip should be under way (its first departure is past) and no bus "
+        "reports on it: its time is the timetable's, not a bus's"
+    )
 
 
 class StopDetail(BaseModel):
@@ -180,6 +224,9 @@ class StopDetail(BaseModel):
     lon: float
     route_ids: list[str] = Field(description="routes leaving from this stop")
     departures: list[Departure]
+    arrivals: list[PredictedArrival] = Field(
+        description="the buses on their way here, soonest first (frequency lines included)"
+    )
 
 
 # --- operators ---------------------------------------------------------------------------
@@ -192,6 +239,8 @@ class FleetVehicle(BaseModel):
     trip_id: str | None
     headsign: str | None
     delay_s: float | None
+    gap_s: float | None = Field(description="since the bus ahead on its route passed its place")
+    scheduled_gap_s: float | None = Field(description="the gap the timetable (or headway) sets")
     state: str
     stale: bool
     last_seen_s: float
@@ -209,6 +258,20 @@ class DelaySummary(BaseModel):
     p90_delay_s: float | None
 
 
+class HeadwaySummary(BaseModel):
+    """Headway adherence of a route (its directions together), from the current gaps between
+    consecutive buses: the measure of frequency lines, which have no timetable to be late on."""
+
+    gaps: int = Field(description="gaps with a scheduled one")
+    within_band_share: float | None = Field(description="share within ±50 % of the scheduled")
+    headway_cv: float | None = Field(description="std(gap − scheduled) / mean(scheduled)")
+    mean_gap_s: float | None
+    mean_scheduled_gap_s: float | None
+    frequency_based: bool = Field(description="the scheduled gaps are frequencies.txt headways")
+    bunched: int
+    gapped: int
+
+
 class FleetRoute(BaseModel):
     route_id: str
     route_short_name: str
@@ -216,6 +279,7 @@ class FleetRoute(BaseModel):
     in_service: int
     stale: int
     punctuality: DelaySummary
+    headway: HeadwaySummary | None = Field(description="null until its gaps are known")
 
 
 class FleetTotals(BaseModel):
@@ -306,6 +370,7 @@ class PipelineStats(BaseModel):
     pings_matched: int
     superseded_stored: int = Field(description="overtaken by a newer ping: stored unmatched")
     revised: int = Field(description="answers settled differently after their ping")
+    stop_events: int = Field(description="arrivals and departures at stops detected")
     by_state: dict[str, int]
     rejected_by_reason: dict[str, int]
     vehicles_expired: int
@@ -329,6 +394,7 @@ class WriterStats(BaseModel):
     stored: int
     duplicates: int
     revised: int = Field(description="stored positions whose answer was revised")
+    stop_events: int = Field(description="stop events stored")
     dropped_batches: int
     dropped_pings: int
     failures: int

@@ -8,9 +8,11 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Query
 
 from tracker.api import schemas
+from tracker.api.arrivals import arrival_range, predicted_arrivals
 from tracker.api.deps import (
     BBoxQuery,
     HubDep,
+    InsightDep,
     NetworkDep,
     RoutesQuery,
     SettingsDep,
@@ -23,6 +25,7 @@ from tracker.api.errors import NotFoundError
 from tracker.core import departures
 from tracker.core.model import State
 from tracker.core.network import Network
+from tracker.core.predict import Prediction
 from tracker.live.hub import Subscription
 from tracker.live.vehicle import LiveVehicle
 from tracker.store.postgres import VehicleRow
@@ -53,14 +56,17 @@ async def list_vehicles(
 async def get_vehicle(
     vehicle_id: str,
     hub: HubDep,
+    insight: InsightDep,
     settings: SettingsDep,
     network: NetworkDep,
     store: StoreDep,
     trail_s: Annotated[float, Query(ge=0, le=86_400, description="trail length")] = 900.0,
     next_stops: Annotated[int, Query(ge=0, le=100, description="how many stops ahead")] = 5,
 ) -> schemas.VehicleDetail:
-    """One vehicle: its latest state, its trip with the next stops, and its recent trail."""
-    vehicle = hub.vehicles().get(vehicle_id)
+    """One vehicle: its latest state, its trip with the next stops, its predicted arrivals at
+    the stops ahead (on this trip and its block's next ones), and its recent trail."""
+    vehicles = hub.vehicles()
+    vehicle = vehicles.get(vehicle_id)
     if vehicle is None:
         raise NotFoundError(
             f"no vehicle {vehicle_id!r} in the live view (vehicles heard from in the last "
@@ -68,12 +74,14 @@ async def get_vehicle(
         )
     now_s = settings.now()
     rows = await store.trail(vehicle_id, since_s=now_s - trail_s, limit=TRAIL_MAX_POINTS)
+    predicted = insight.of_vehicle(vehicle_id, now_s)
     return schemas.VehicleDetail(
         now_s=now_s,
         vehicle=_vehicle(vehicle, now_s, settings.stale_after_s),
-        trip=_vehicle_trip(network, vehicle, next_stops),
+        trip=_vehicle_trip(network, vehicle, next_stops, predicted),
         trail_s=trail_s,
         trail=[_trail_point(row) for row in rows],
+        predictions=predicted_arrivals(network, predicted, vehicles),
     )
 
 
@@ -101,7 +109,9 @@ def _vehicle(v: LiveVehicle, now_s: float, stale_after_s: float) -> schemas.Vehi
     )
 
 
-def _vehicle_trip(network: Network, v: LiveVehicle, limit: int) -> schemas.VehicleTrip | None:
+def _vehicle_trip(
+    network: Network, v: LiveVehicle, limit: int, predicted: list[Prediction]
+) -> schemas.VehicleTrip | None:
     if v.trip_id is None:
         return None
     along_m = (
@@ -115,19 +125,28 @@ def _vehicle_trip(network: Network, v: LiveVehicle, limit: int) -> schemas.Vehic
     trip_idx = int(network.runs.trip_idx[located.run])
     trip = network.trips[trip_idx]
     calls = departures.next_stops(network, located, along_m=along_m, delay_s=v.delay_s, limit=limit)
+    service_date = located.service_date.strftime(departures.DATE_FORMAT)
+    on_trip = (trip.trip_id, service_date)
+    ahead = {p.stop_sequence: p for p in predicted
+             if p.trips_ahead == 0 and (p.trip_id, p.service_date) == on_trip}  # fmt: skip
     return schemas.VehicleTrip(
         trip_id=trip.trip_id,
         route_id=network.routes[trip.route_idx].route_id,
         route_short_name=network.routes[trip.route_idx].short_name,
         headsign=departures.headsign(network, trip_idx),
         direction_id=trip.direction_id if trip.direction_id >= 0 else None,
-        service_date=located.service_date.strftime(departures.DATE_FORMAT),
+        service_date=service_date,
         exact_times=bool(network.runs.exact_times[located.run]),
-        next_stops=[_next_stop(network, call) for call in calls],
+        next_stops=[_next_stop(network, call, ahead.get(call.stop_index), v) for call in calls],
     )
 
 
-def _next_stop(network: Network, call: departures.StopCall) -> schemas.NextStop:
+def _next_stop(
+    network: Network,
+    call: departures.StopCall,
+    prediction: Prediction | None,
+    vehicle: LiveVehicle,
+) -> schemas.NextStop:
     name, lat, lon = network.stops[call.stop_id]  # the loader drops trips with unknown stops
     return schemas.NextStop(
         stop_id=call.stop_id,
@@ -139,6 +158,7 @@ def _next_stop(network: Network, call: departures.StopCall) -> schemas.NextStop:
         scheduled_s=call.scheduled_s,
         delay_s=finite(call.delay_s, 1),
         expected_s=round(call.expected_s, 1),
+        prediction=None if prediction is None else arrival_range(prediction, vehicle),
     )
 
 

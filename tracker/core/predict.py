@@ -8,7 +8,8 @@ Two parts:
   per route, how late buses leave their first stop when they are there in time, and how long
   they turn round at a terminal when they arrive late. It also learns its own errors: the
   predictions handed to `History.record` wait for their stop's event, and the error (actual −
-  predicted) goes into a bounded window per horizon bucket, from which the ranges are drawn.
+  predicted) goes into a bounded window per horizon bucket, from which the ranges are drawn,
+  and into the score operators read (`History.accuracy`, `tracker.core.accuracy`).
 - `predict(model, progress, network, now_s)`: the arrivals of one vehicle at the remaining stops
   of its trip and of its block's next trips (`Runs.next_in_block`), up to `max_horizon_s` ahead;
   `predict_all` does every vehicle in service of a `StopEventDetector`.
@@ -61,6 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tracker.core.accuracy import Accuracy
 from tracker.core.model import State
 from tracker.core.network import NO_INDEX, Network
 from tracker.core.stop_events import Progress, StopEvent, StopEventDetector
@@ -246,7 +248,8 @@ class _Calibration:
         return w * q10 - (1 - w) * sigma, w * q90 + (1 - w) * sigma
 
 
-_Pending = list[tuple[float, float, tuple[int, bool]]]  # (made_at, predicted, bucket)
+_Pending = list[tuple[float, float, tuple[int, bool], float, float]]
+"""Per stop visit: (made_at, predicted, bucket, p10, p90) of the predictions recorded."""
 
 
 class History:
@@ -260,6 +263,7 @@ class History:
         self.departure_lateness: dict[str, deque[float]] = {}  # per route
         self.turnarounds: dict[str, deque[float]] = {}  # per route
         self.calibration = _Calibration(self.config)
+        self.accuracy = Accuracy()  # the recorded predictions' score, for the operators
         self.events_learned = 0
         self.errors_learned = 0
         self._last_event: dict[str, StopEvent] = {}  # per vehicle
@@ -354,7 +358,8 @@ class History:
             elif p.made_at_s - entries[-1][0] < cfg.record_every_s or len(entries) >= 128:
                 continue
             bucket = (bisect_right(edges, p.horizon_s), p.trips_ahead > 0)
-            entries.append((p.made_at_s, p.predicted_arrival_s, bucket))
+            entries.append((p.made_at_s, p.predicted_arrival_s, bucket, p.p10_arrival_s,
+                            p.p90_arrival_s))  # fmt: skip
             newest = max(newest, p.made_at_s)
         # Keys come in time order, so the first holds the oldest prediction.
         while pending:
@@ -371,8 +376,9 @@ class History:
         actual = event.departure_s if event.stop_sequence == 0 else event.arrival_s
         if entries is None or actual is None:
             return
-        for _, predicted, bucket in entries:
+        for made_at, predicted, bucket, p10, p90 in entries:
             self.calibration.add(bucket, actual - predicted)
+            self.accuracy.add(predicted - made_at, actual - predicted, p10 <= actual <= p90)
         self.errors_learned += len(entries)
 
     @property

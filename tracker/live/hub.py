@@ -41,6 +41,16 @@ for the clients whose subscribed routes include the revised or the original rout
 A client whose queue is full misses them (counted in `revisions_dropped`): they concern the
 past, and the history API has them.
 
+Operations alerts (bunching, gapping, ghost trips, silent buses, detours: tracker.core.operations)
+that opened, changed or closed since the last tick (`Hub.announce`) come likewise, to the
+clients whose subscribed routes include the alert's route::
+
+    {"type": "alerts", "server_time_s": 1764061200.5,
+     "changes": [{"change": "opened", "alert": {"alert_id": "...", "kind": "bunching", ...}}]}
+
+`GET /api/operations/alerts` has the whole list; a client that missed a message (its queue was
+full, counted in `alert_changes_dropped`) reads it there.
+
 Everything runs on one event loop: call `publish`, `remove`, `connect` and the client methods from
 the loop's thread (from another thread, go through `loop.call_soon_threadsafe`).
 """
@@ -55,9 +65,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tracker.core.model import Match, State
+from tracker.core.operations import AlertChange
 from tracker.errors import TrackerError
+from tracker.live.insight import alert_json
 from tracker.live.vehicle import JsonValue, LiveVehicle
 
 logger = logging.getLogger(__name__)
@@ -191,6 +204,8 @@ class HubStats:
     published_ignored: int  # rejected, undrawable or older than the state already held
     revisions_sent: int  # revised answers handed to clients (one per client each)
     revisions_dropped: int  # revised answers a client missed (its queue was full), or too many
+    alert_changes_sent: int  # operations alerts opened, updated or closed, handed to clients
+    alert_changes_dropped: int
 
 
 class Client:
@@ -344,6 +359,7 @@ class Hub:
         self._snapshots: dict[Subscription, str] = {}  # valid until the next tick
         self._json: dict[str, tuple[LiveVehicle, dict[str, JsonValue]]] = {}
         self._revisions: list[tuple[set[str | None], dict[str, JsonValue | None]]] = []
+        self._alert_changes: list[tuple[str, dict[str, Any]]] = []  # (route_id, change)
         self._state_time_s = self._clock()
         self._next_client_id = 1
         self._running = False
@@ -364,6 +380,8 @@ class Hub:
         self._published_ignored = 0
         self._revisions_sent = 0
         self._revisions_dropped = 0
+        self._alert_changes_sent = 0
+        self._alert_changes_dropped = 0
 
     # -- the pipeline's side ------------------------------------------------------------------
 
@@ -404,6 +422,16 @@ class Hub:
                 "trip_id": match.trip_id,
                 "service_date": match.service_date,
                 "delay_s": None if match.delay_s is None else round(match.delay_s, 1),
+            }))  # fmt: skip
+
+    def announce(self, changes: Iterable[AlertChange]) -> None:
+        """Alerts opened, updated or closed; clients hear of them at the next tick."""
+        for change in changes:
+            if len(self._alert_changes) >= MAX_REVISIONS_PER_TICK:
+                self._alert_changes_dropped += 1
+                continue
+            self._alert_changes.append((change.alert.route_id, {
+                "change": change.change.value, "alert": alert_json(change.alert),
             }))  # fmt: skip
 
     def remove(self, vehicle_ids: Iterable[str]) -> None:
@@ -473,6 +501,8 @@ class Hub:
             published_ignored=self._published_ignored,
             revisions_sent=self._revisions_sent,
             revisions_dropped=self._revisions_dropped,
+            alert_changes_sent=self._alert_changes_sent,
+            alert_changes_dropped=self._alert_changes_dropped,
         )
 
     # -- the tick -------------------------------------------------------------------------------
@@ -547,7 +577,16 @@ class Hub:
                             serialisations += 1
                         client._push(message)
         if self._revisions:
-            serialisations += self._send_revisions()
+            revisions, self._revisions = self._revisions, []
+            serialisations += self._send_by_route(
+                "revised", "revisions", revisions, "_revisions_sent", "_revisions_dropped"
+            )
+        if self._alert_changes:
+            announced, self._alert_changes = self._alert_changes, []
+            serialisations += self._send_by_route(
+                "alerts", "changes", [({route}, c) for route, c in announced],
+                "_alert_changes_sent", "_alert_changes_dropped",
+            )  # fmt: skip
         self._serialisations_last_tick = serialisations
         self._serialisations_total += serialisations
         duration_s = time.perf_counter() - started
@@ -556,29 +595,37 @@ class Hub:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _send_revisions(self) -> int:
-        """The revisions since the last tick to every group that subscribes to their routes (one
-        serialisation per group); how many messages were serialised."""
-        revisions, self._revisions = self._revisions, []
+    def _send_by_route(
+        self,
+        kind: str,
+        member: str,
+        items: Sequence[tuple[set[str | None], Mapping[str, Any]]],
+        sent: str,
+        dropped: str,
+    ) -> int:
+        """`items` (each with the routes it concerns) to every group that subscribes to their
+        routes, one message of `kind` per group (one serialisation); a client whose queue is
+        full misses it, counted in the counter named `dropped` (the others in `sent`). How
+        many messages were serialised."""
         serialisations = 0
         for subscription, clients in self._groups.items():
             wanted = subscription.route_ids
-            mine = [r for routes, r in revisions if wanted is None or not wanted.isdisjoint(routes)]
+            mine = [item for routes, item in items
+                    if wanted is None or not wanted.isdisjoint(routes)]  # fmt: skip
             if not mine:
                 continue
             message = json.dumps(
-                {"type": "revised", "server_time_s": round(self._state_time_s, 3),
-                 "revisions": mine},
+                {"type": kind, "server_time_s": round(self._state_time_s, 3), member: mine},
                 separators=(",", ":"),
                 allow_nan=False,
-            )  # fmt: skip
+            )
             serialisations += 1
             for client in clients:
                 if client._pending or len(client._queue) >= self.client_queue_size:
-                    self._revisions_dropped += len(mine)
+                    setattr(self, dropped, getattr(self, dropped) + len(mine))
                 else:
                     client._push(message)
-                    self._revisions_sent += len(mine)
+                    setattr(self, sent, getattr(self, sent) + len(mine))
         return serialisations
 
     def _close_stuck_clients(self, now_monotonic_s: float) -> None:

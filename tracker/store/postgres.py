@@ -14,7 +14,8 @@ How a batch is written (`Store.write_batch`):
    ping stored unmatched as `superseded`: the vehicle's newer, matched ping is the latest);
 4. in the same transaction, answers revised since (settled differently a few minutes after
    their ping: `tracker.core.settle`) are COPYed into another staging table and replace the
-   matcher's columns of their stored rows, which get `revised_at`.
+   matcher's columns of their stored rows, which get `revised_at`; and the stop events
+   detected since (`tracker.store.stop_events`) are stored.
 
 Concurrency: migrations run under a session advisory lock, partition creation and retention under
 a transaction advisory lock, so several trackers may share one database.
@@ -35,7 +36,9 @@ from typing import TYPE_CHECKING, Final
 import asyncpg
 
 from tracker.core.model import Match, Ping, Reason, State
+from tracker.core.stop_events import StopEvent
 from tracker.errors import StoreError
+from tracker.store import stop_events as stop_events_sql
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -250,6 +253,7 @@ class WriteResult:
     duplicates: int  # same vehicle and observation time as a stored row or an earlier batch item
     skipped_rejected: int  # rejected matches, never stored
     revised: int = 0  # stored rows whose answer was revised
+    stop_events: int = 0  # new stop events stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -607,9 +611,10 @@ class Store:
         *,
         received_at_s: float,
         revised: Sequence[Match] = (),
+        stop_events: Sequence[StopEvent] = (),
     ) -> WriteResult:
         """Store the batch's positions in the history and move each vehicle's latest forward;
-        replace the answers of stored positions by their `revised` ones."""
+        replace the answers of stored positions by their `revised` ones; store `stop_events`."""
         received_at = _timestamptz(received_at_s)
         revisions = [_revised_row(m) for m in revised if m.state is not State.REJECTED]
         rows: dict[tuple[str, datetime], tuple[object, ...]] = {}
@@ -624,22 +629,28 @@ class Store:
             if key not in rows:
                 rows[key] = _history_row(ping, match, key[1], received_at)
         candidates = len(items) - skipped_rejected
-        if not rows and not revisions:
+        if not rows and not revisions and not stop_events:
             return WriteResult(stored=0, duplicates=candidates, skipped_rejected=skipped_rejected)
         days = {observed_at.date() for _, observed_at in rows}
         async with self._connection() as conn:
             try:
-                stored, revised_n = await self._write_rows(conn, rows.values(), days, revisions)
+                stored, revised_n, events_n = await self._write_rows(
+                    conn, rows.values(), days, revisions, stop_events
+                )
             except asyncpg.CheckViolationError as exc:
                 if exc.constraint_name is not None:
                     raise  # a CHECK of the table, not a missing partition
                 # "No partition of relation positions found for row": another tracker's retention
                 # dropped a partition this one had cached. Look again, once.
                 self._partition_days -= days
-                stored, revised_n = await self._write_rows(conn, rows.values(), days, revisions)
-        logger.debug("stored %d of %d positions, revised %d", stored, len(items), revised_n)
+                stored, revised_n, events_n = await self._write_rows(
+                    conn, rows.values(), days, revisions, stop_events
+                )
+        logger.debug("stored %d of %d positions, revised %d, %d stop events", stored,
+                     len(items), revised_n, events_n)  # fmt: skip
         return WriteResult(stored=stored, duplicates=candidates - stored,
-                           skipped_rejected=skipped_rejected, revised=revised_n)  # fmt: skip
+                           skipped_rejected=skipped_rejected, revised=revised_n,
+                           stop_events=events_n)  # fmt: skip
 
     async def _write_rows(
         self,
@@ -647,9 +658,10 @@ class Store:
         rows: Collection[tuple[object, ...]],
         days: set[date],
         revisions: Collection[tuple[object, ...]],
-    ) -> tuple[int, int]:
+        stop_events: Sequence[StopEvent],
+    ) -> tuple[int, int, int]:
         await self._ensure_partitions(conn, days)
-        stored = revised = 0
+        stored = revised = events = 0
         async with conn.transaction():
             if rows:
                 await conn.execute(CREATE_STAGING_SQL)
@@ -661,7 +673,9 @@ class Store:
                     REVISED_TABLE, records=revisions, columns=REVISED_COLUMNS
                 )
                 revised = await conn.fetchval(REVISE_STAGED_SQL)
-        return stored, revised
+            if stop_events:
+                events = await stop_events_sql.write(conn, stop_events)
+        return stored, revised, events
 
     async def _ensure_partitions(self, conn: Connection, days: set[date]) -> None:
         missing = sorted(days - self._partition_days)
@@ -718,8 +732,10 @@ class Store:
         """
         if retention_days < 1:
             raise ValueError(f"retention_days must be at least 1, got {retention_days}")
-        cutoff_day = _timestamptz(now_s - retention_days * 86_400.0).date()
-        return await self.drop_partitions_before(cutoff_day)
+        cutoff = _timestamptz(now_s - retention_days * 86_400.0)
+        async with self._connection() as conn:
+            await conn.execute(stop_events_sql.DELETE_BEFORE_SQL, cutoff)
+        return await self.drop_partitions_before(cutoff.date())
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -779,6 +795,25 @@ class Store:
         async with self._connection() as conn:
             records = await conn.fetch(sql, *arguments)
         return [_vehicle_row(record) for record in records]
+
+    async def stop_events(
+        self,
+        *,
+        start_s: float,
+        end_s: float,
+        stop_id: str | None = None,
+        vehicle_id: str | None = None,
+        trip_id: str | None = None,
+        route_ids: Collection[str] | None = None,
+        limit: int = 10_000,
+    ) -> list[StopEvent]:
+        """Stop events in [start_s, end_s) (by arrival, else departure), oldest first."""
+        async with self._connection() as conn:
+            records = await conn.fetch(
+                stop_events_sql.QUERY_SQL, _timestamptz(start_s), _timestamptz(end_s), stop_id,
+                vehicle_id, trip_id, None if route_ids is None else list(route_ids), limit,
+            )  # fmt: skip
+        return [stop_events_sql.event_of(record) for record in records]
 
     async def history_bounds(self) -> tuple[float, float] | None:
         """The first and last stored observation times, or None when the history is empty."""
