@@ -24,6 +24,7 @@ from tracker.core.engine import EngineConfig, Step
 from tracker.core.matcher import Matcher, MatcherConfig
 from tracker.core.model import Match, Ping, Reason, State, rejected
 from tracker.core.network import Network
+from tracker.core.stop_events import Observed, StopEvent
 from tracker.demo import BUNDLED_FEED
 from tracker.errors import StoreError
 from tracker.gtfs.load import load_network
@@ -782,3 +783,44 @@ async def test_the_pipeline_revises_stored_answers_once_the_other_bus_shows_whos
     assert all(block_of(network, r["trip_id"]) == "blk1" for r in rows)  # settled: its own
     assert all(r["revised_at"] is not None for r in rows)  # they were blk2's, live
     assert pipeline.stats.revised == pipeline.writer.revised >= len(rows)
+
+
+# --- stop events -----------------------------------------------------------------------------
+
+
+def stop_event(stop_sequence: int, arrival_s: float | None, departure_s: float | None,
+               vehicle_id: str = "bus-0") -> StopEvent:  # fmt: skip
+    return StopEvent(vehicle_id, "R1_0615", "20240501", "R1", 1, f"S{stop_sequence}",
+                     stop_sequence, arrival_s, departure_s, MAY_1, MAY_1 + 20, 35.0,
+                     Observed.DWELLING)  # fmt: skip
+
+
+async def test_stop_events_are_stored_once_and_a_second_copy_fills_in_what_was_missing(
+    store: Store,
+) -> None:
+    first = [stop_event(0, None, MAY_1 + 30), stop_event(1, MAY_1 + 100, None)]
+    result = await store.write_batch([], received_at_s=MAY_1, stop_events=first)
+    assert result.stop_events == 2
+    # After a restart: stop 1 seen again with both times, stop 2 new, stop 0 again unchanged.
+    again = [stop_event(0, None, MAY_1 + 31), stop_event(1, MAY_1 + 101, MAY_1 + 130),
+             stop_event(2, MAY_1 + 200, MAY_1 + 210)]  # fmt: skip
+    result = await store.write_batch([], received_at_s=MAY_1 + 300, stop_events=again)
+    assert result.stop_events == 1  # only stop 2 is new
+    stored = await store.stop_events(start_s=MAY_1 - 10, end_s=MAY_1 + 1000)
+    assert [(e.stop_sequence, e.arrival_s, e.departure_s) for e in stored] == [
+        (0, None, MAY_1 + 30),  # what was known stays
+        (1, MAY_1 + 100, MAY_1 + 130),  # the departure filled in, the arrival kept
+        (2, MAY_1 + 200, MAY_1 + 210),
+    ]
+    only = await store.stop_events(start_s=MAY_1 - 10, end_s=MAY_1 + 1000, stop_id="S1")
+    assert [e.stop_id for e in only] == ["S1"]
+    assert await store.stop_events(start_s=MAY_1 - 10, end_s=MAY_1 + 1000,
+                                   vehicle_id="bus-9") == []  # fmt: skip
+
+
+async def test_retention_deletes_old_stop_events(store: Store) -> None:
+    await store.write_batch([], received_at_s=MAY_1, stop_events=[stop_event(0, MAY_1, MAY_1 + 5)])
+    await store.apply_retention(7, now_s=MAY_1 + 6 * DAY_S)
+    assert len(await store.stop_events(start_s=0, end_s=MAY_1 + 10 * DAY_S)) == 1
+    await store.apply_retention(7, now_s=MAY_1 + 8 * DAY_S)
+    assert await store.stop_events(start_s=0, end_s=MAY_1 + 10 * DAY_S) == []

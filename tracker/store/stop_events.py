@@ -2,8 +2,8 @@
 
 The SQL of the `stop_events` table (migration 0003) and the conversions to and from rows; `Store`
 calls these with its connections. Written like positions: COPY into a per-connection staging
-table, then one `INSERT … ON CONFLICT DO NOTHING` (an event detected twice, after a restart, is
-stored once).
+table, then one `INSERT … ON CONFLICT … DO UPDATE` that stores an event detected twice (after a
+restart) once, filling in a time the first copy lacked.
 """
 
 from __future__ import annotations
@@ -41,14 +41,24 @@ CREATE_STAGING_SQL: Final = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} "
     "(LIKE stop_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
+# An event seen again (after a restart the stop a bus is first seen at comes again, with no
+# arrival) fills in what the stored one lacks, and changes nothing it knows. Returns how many
+# were new.
 MOVE_STAGED_SQL: Final = f"""
 WITH stored AS (
-    INSERT INTO stop_events ({_ALL})
-    SELECT {_ALL} FROM {STAGING_TABLE}
-    ON CONFLICT DO NOTHING
-    RETURNING 1
+    INSERT INTO stop_events AS e ({_ALL})
+    SELECT DISTINCT ON (vehicle_id, trip_id, service_date, stop_sequence) {_ALL}
+    FROM {STAGING_TABLE}
+    ORDER BY vehicle_id, trip_id, service_date, stop_sequence, event_at
+    ON CONFLICT (vehicle_id, trip_id, service_date, stop_sequence) DO UPDATE SET
+        arrival_at = coalesce(e.arrival_at, EXCLUDED.arrival_at),
+        departure_at = coalesce(e.departure_at, EXCLUDED.departure_at),
+        delay_s = coalesce(e.delay_s, EXCLUDED.delay_s),
+        event_at = coalesce(e.arrival_at, EXCLUDED.arrival_at, e.event_at)
+    WHERE e.arrival_at IS NULL OR e.departure_at IS NULL
+    RETURNING xmax = 0 AS inserted
 )
-SELECT count(*) FROM stored"""
+SELECT count(*) FILTER (WHERE inserted) FROM stored"""
 # [start, end) on `event_at`; a NULL filter is no filter; oldest first.
 QUERY_SQL: Final = f"""
 SELECT {_ALL} FROM stop_events
