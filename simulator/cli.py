@@ -172,7 +172,9 @@ def _run(args: argparse.Namespace) -> int:
             writer = stack.enter_context(SimWriter(args.out, args.truth))
             pacer = None
             if publisher is not None:  # waiting services the connection (keep-alive, acks)
-                pacer = Pacer(args.speedup, anchor_s=anchor_s, wait=publisher.wait)
+                catch_up = args.catch_up_speed if args.catch_up_min else None
+                pacer = Pacer(args.speedup, anchor_s=anchor_s, wait=publisher.wait,
+                              catch_up_speed=catch_up)  # fmt: skip
             _send_all(
                 ((s.sent_at, s.ping, s) for s in stream),
                 pacer=pacer,
@@ -236,6 +238,10 @@ def _window(
         shift_s = 0.0
         start_s = args.start if args.start is not None else 0.0
         anchor_s = network.day_origin(date) + start_s if args.start is not None else None
+        if args.catch_up_min:
+            if args.start is None:
+                raise UsageError("--catch-up-min needs --start: the time the catch-up ends")
+            start_s -= 60.0 * args.catch_up_min
     end_s = start_s + 60.0 * args.duration_min if args.duration_min is not None else 2 * DAY_S
     return date, start_s, end_s, shift_s, anchor_s
 
@@ -398,6 +404,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--start", type=time_of_day_arg, help="HH:MM of the service day (default: 00:00)"
     )
     when.add_argument("--duration-min", type=_positive, help="minutes to simulate (default: all)")
+    when.add_argument(
+        "--catch-up-min",
+        type=_positive,
+        help=(
+            "with --start: begin this many minutes earlier and publish those minutes at "
+            "--catch-up-speed, so that a tracker has the buses' recent past when --start comes"
+        ),
+    )
+    when.add_argument(
+        "--catch-up-speed", type=_positive, default=20.0, help="default 20 (see --catch-up-min)"
+    )
     when.add_argument(
         "--now",
         action="store_true",

@@ -28,7 +28,10 @@ LOOP_GAP_S = 1.0  # between the last ping of one pass and the first of the next,
 class Pacer:
     """Waits until items stamped in stream time are due on the wall clock.
 
-    `speed` 60 plays an hour of stream time in a minute; 0 (or infinity) never waits.
+    `speed` 60 plays an hour of stream time in a minute; 0 (or infinity) never waits. The item
+    stamped `anchor_s` (the first item, if not given) is due at once; an item stamped before
+    the anchor is due at once too, or, with `catch_up_speed`, the stream plays at that speed
+    from its first item until the anchor, and at `speed` from there (a warm-up).
     """
 
     def __init__(
@@ -36,17 +39,22 @@ class Pacer:
         speed: float,
         *,
         anchor_s: float | None = None,
+        catch_up_speed: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wait: Callable[[float], None] = time.sleep,
     ) -> None:
         if not speed >= 0:
             raise ValueError(f"speed {speed!r} must be ≥ 0 (0: as fast as possible)")
+        if catch_up_speed is not None and not catch_up_speed > 0:
+            raise ValueError(f"catch_up_speed {catch_up_speed!r} must be > 0")
         self.speed = speed
+        self.catch_up_speed = catch_up_speed
         self._anchor_s = anchor_s
         self._clock = clock
         self._wait = wait
         self._wall0 = clock()
         self._latest_s = -math.inf
+        self._first_s: float | None = None
 
     def wait_for(self, stamp_s: float) -> None:
         """Return when the item stamped `stamp_s` is due."""
@@ -55,8 +63,18 @@ class Pacer:
         if self._anchor_s is None:
             self._anchor_s = stamp_s
             self._wall0 = self._clock()
+        if self._first_s is None:
+            self._first_s = stamp_s
         self._latest_s = max(self._latest_s, stamp_s)
-        due = self._wall0 + (self._latest_s - self._anchor_s) / self.speed
+        anchor_s, first_s, latest_s = self._anchor_s, self._first_s, self._latest_s
+        if self.catch_up_speed is not None and first_s < anchor_s:
+            if latest_s < anchor_s:
+                due = self._wall0 + (latest_s - first_s) / self.catch_up_speed
+            else:
+                due = (self._wall0 + (anchor_s - first_s) / self.catch_up_speed
+                       + (latest_s - anchor_s) / self.speed)  # fmt: skip
+        else:
+            due = self._wall0 + (latest_s - anchor_s) / self.speed
         remaining = due - self._clock()
         if remaining > 0:
             self._wait(remaining)

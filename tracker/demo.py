@@ -103,6 +103,12 @@ def free_port() -> int:
         return port
 
 
+# The simulator first plays the 20 minutes before the demo's start at 20 times real time, so the
+# tracker has the buses' recent past (headways between buses, stop events for the predictions)
+# a minute after the start.
+CATCH_UP_S = 20 * 60.0
+CATCH_UP_SPEED = 20.0
+
 NOISY_LOGGERS = ("amqtt", "transitions", "pgserver")  # chatty at INFO: lifecycle lines only
 
 
@@ -137,8 +143,11 @@ async def run_demo(options: DemoOptions) -> None:
             http_port=options.port,
             mqtt_protocol=protocol,
             mqtt_client_id=f"bus-tracker-demo-{options.port}",
-            clock_offset_s=clock.offset_s,
-        )
+            # With the simulator's catch-up, the demo clock reaches its start when the
+            # catch-up has played (the buses' recent past published before).
+            clock_offset_s=clock.offset_s - (CATCH_UP_S / CATCH_UP_SPEED if options.simulate
+                                             else 0.0),
+        )  # fmt: skip
         app = create_app(settings, network=network)
         server = uvicorn.Server(
             uvicorn.Config(app, host=options.host, port=options.port, log_level="warning")
@@ -149,6 +158,7 @@ async def run_demo(options: DemoOptions) -> None:
                 "--date", clock.service_date.strftime("%Y%m%d"), "--start", hhmm,
                 "--vehicles", str(options.vehicles), "--interval-s", str(options.interval_s),
                 "--speedup", "1", "--seed", str(options.seed), "--broker", broker_url,
+                "--catch-up-min", str(CATCH_UP_S / 60), "--catch-up-speed", str(CATCH_UP_SPEED),
                 "--mqtt-version", "3.1.1" if protocol == "3.1.1" else "5", "-q",
             ]  # fmt: skip
             simulator = await asyncio.create_subprocess_exec(*command)

@@ -542,6 +542,19 @@ def test_pacer_with_an_anchor_waits_from_the_start() -> None:
     assert clock.waits == [5.0]
 
 
+def test_pacer_catches_up_to_its_anchor_then_keeps_time() -> None:
+    # 20 minutes before the anchor played at 20x (a minute), then real time.
+    clock = FakeClock()
+    pacer = Pacer(1.0, anchor_s=2200.0, catch_up_speed=20.0, clock=clock, wait=clock.wait)
+    pacer.wait_for(1000.0)  # the first item: due at once
+    pacer.wait_for(1600.0)  # 600 s of stream at 20x: 30 s later
+    pacer.wait_for(2200.0)  # the anchor: 60 s after the start
+    pacer.wait_for(2210.0)  # then in real time
+    assert clock.waits == pytest.approx([30.0, 30.0, 10.0])
+    with pytest.raises(ValueError, match="catch_up_speed"):
+        Pacer(1.0, catch_up_speed=0.0)
+
+
 def test_recorded_pings_shift_and_loop(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     lines = [
