@@ -151,6 +151,17 @@ def test_a_dwell_broken_by_a_gap_keeps_its_arrival_only(ramadan: Network) -> Non
     assert times(events, ramadan) == [(1, 40.0, None), (2, 420.0, 420.0)]
 
 
+def test_a_stop_first_seen_at_and_left_across_a_gap_is_not_reported(ramadan: Network) -> None:
+    # Seen first standing at R2 (its arrival unknown), then silent past the gap limit: neither
+    # time is known, so there is no event for R2 (the store needs one of them).
+    base = at_8(ramadan, 0.0)
+    r2, r3 = stops_m(ramadan)[1:3]
+    path = ((0, r2), (30, r2 + 2), (400, r3 - 200), (430, r3 + 100))
+    events = feed(ramadan, [answer(ramadan, base + t, d) for t, d in path])
+    assert times(events, ramadan) == [(2, 420.0, 420.0)]
+    assert all(e.arrival_s is not None or e.departure_s is not None for e in events)
+
+
 def test_stops_on_a_detour_are_not_served_but_an_outlier_is_bridged(ramadan: Network) -> None:
     base = at_8(ramadan, 0.0)
     r2 = stops_m(ramadan)[1]

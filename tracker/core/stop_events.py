@@ -393,7 +393,8 @@ class StopEventDetector:
                                        trip.at_t, gone_t)  # fmt: skip
                 else:
                     departure = _clamp(t - (d - max(s, d0)) / speed, t0, t)
-                out.append(self._event(vehicle_id, trip, k, trip.open_arrival, departure, True))
+                if trip.open_arrival is not None or departure is not None:  # else nothing known
+                    out.append(self._event(vehicle_id, trip, k, trip.open_arrival, departure, True))
                 trip.departed_at_s = departure
                 trip.open_k, trip.open_arrival = -1, None
                 trip.next_k += 1

@@ -119,10 +119,12 @@ def event_of(record: asyncpg.Record) -> StopEvent:
 
 
 async def write(conn: Connection, events: Sequence[StopEvent]) -> int:
-    """Store `events` (inside the caller's transaction); how many were new."""
+    """Store `events` (inside the caller's transaction); how many were new. An event with
+    neither time (which the detector does not make) is left out: it must not fail the batch."""
+    rows = [row(e) for e in events if e.arrival_s is not None or e.departure_s is not None]
+    if not rows:
+        return 0
     await conn.execute(CREATE_STAGING_SQL)
-    await conn.copy_records_to_table(
-        STAGING_TABLE, records=[row(e) for e in events], columns=COLUMNS
-    )
+    await conn.copy_records_to_table(STAGING_TABLE, records=rows, columns=COLUMNS)
     stored: int = await conn.fetchval(MOVE_STAGED_SQL)
     return stored
