@@ -173,8 +173,13 @@ def _run(args: argparse.Namespace) -> int:
             pacer = None
             if publisher is not None:  # waiting services the connection (keep-alive, acks)
                 catch_up = args.catch_up_speed if args.catch_up_min else None
-                pacer = Pacer(args.speedup, anchor_s=anchor_s, wait=publisher.wait,
-                              catch_up_speed=catch_up)  # fmt: skip
+                pacer = Pacer(
+                    args.speedup,
+                    anchor_s=anchor_s,
+                    anchor_due_at_s=args.start_due_at,
+                    catch_up_speed=catch_up,
+                    wait=publisher.wait,
+                )
             _send_all(
                 ((s.sent_at, s.ping, s) for s in stream),
                 pacer=pacer,
@@ -238,6 +243,8 @@ def _window(
         shift_s = 0.0
         start_s = args.start if args.start is not None else 0.0
         anchor_s = network.day_origin(date) + start_s if args.start is not None else None
+        if args.start_due_at is not None and args.start is None:
+            raise UsageError("--start-due-at needs --start: the time that is due then")
         if args.catch_up_min:
             if args.start is None:
                 raise UsageError("--catch-up-min needs --start: the time the catch-up ends")
@@ -414,6 +421,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     when.add_argument(
         "--catch-up-speed", type=_positive, default=20.0, help="default 20 (see --catch-up-min)"
+    )
+    when.add_argument(
+        "--start-due-at",
+        type=float,
+        metavar="EPOCH_S",
+        help=(
+            "with --start: the wall-clock time (epoch seconds) at which the --start is due, so "
+            "that a tracker with the same clock sees each ping on time (the catch-up then ends "
+            "then; default: --start is due at once, or when the catch-up has played)"
+        ),
     )
     when.add_argument(
         "--now",

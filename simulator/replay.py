@@ -29,9 +29,10 @@ class Pacer:
     """Waits until items stamped in stream time are due on the wall clock.
 
     `speed` 60 plays an hour of stream time in a minute; 0 (or infinity) never waits. The item
-    stamped `anchor_s` (the first item, if not given) is due at once; an item stamped before
-    the anchor is due at once too, or, with `catch_up_speed`, the stream plays at that speed
-    from its first item until the anchor, and at `speed` from there (a warm-up).
+    stamped `anchor_s` (the first item, if not given) is due at once, or at the wall-clock time
+    `anchor_due_at_s` (epoch seconds) when given; an item stamped before the anchor is due at
+    once too, or, with `catch_up_speed`, the stream plays at that speed until the anchor, and at
+    `speed` from there (a warm-up). Without `anchor_due_at_s`, the catch-up starts at once.
     """
 
     def __init__(
@@ -39,22 +40,28 @@ class Pacer:
         speed: float,
         *,
         anchor_s: float | None = None,
+        anchor_due_at_s: float | None = None,
         catch_up_speed: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wait: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not speed >= 0:
             raise ValueError(f"speed {speed!r} must be ≥ 0 (0: as fast as possible)")
         if catch_up_speed is not None and not catch_up_speed > 0:
             raise ValueError(f"catch_up_speed {catch_up_speed!r} must be > 0")
+        if anchor_due_at_s is not None and anchor_s is None:
+            raise ValueError("anchor_due_at_s needs anchor_s: the stamp due at that time")
         self.speed = speed
         self.catch_up_speed = catch_up_speed
         self._anchor_s = anchor_s
         self._clock = clock
         self._wait = wait
-        self._wall0 = clock()
+        # when the anchor is due, on `clock`; None: decided by the first item
+        self._anchor_due: float | None = (
+            None if anchor_due_at_s is None else clock() + anchor_due_at_s - wall_clock()
+        )
         self._latest_s = -math.inf
-        self._first_s: float | None = None
 
     def wait_for(self, stamp_s: float) -> None:
         """Return when the item stamped `stamp_s` is due."""
@@ -62,19 +69,17 @@ class Pacer:
             return
         if self._anchor_s is None:
             self._anchor_s = stamp_s
-            self._wall0 = self._clock()
-        if self._first_s is None:
-            self._first_s = stamp_s
-        self._latest_s = max(self._latest_s, stamp_s)
-        anchor_s, first_s, latest_s = self._anchor_s, self._first_s, self._latest_s
-        if self.catch_up_speed is not None and first_s < anchor_s:
-            if latest_s < anchor_s:
-                due = self._wall0 + (latest_s - first_s) / self.catch_up_speed
-            else:
-                due = (self._wall0 + (anchor_s - first_s) / self.catch_up_speed
-                       + (latest_s - anchor_s) / self.speed)  # fmt: skip
+        anchor_s = self._anchor_s
+        if self._anchor_due is None:  # the first item is due now
+            ahead_s = anchor_s - stamp_s if self.catch_up_speed is not None else 0.0
+            self._anchor_due = self._clock() + max(0.0, ahead_s) / (self.catch_up_speed or 1.0)
+        self._latest_s = latest_s = max(self._latest_s, stamp_s)
+        if latest_s >= anchor_s:
+            due = self._anchor_due + (latest_s - anchor_s) / self.speed
+        elif self.catch_up_speed is not None:
+            due = self._anchor_due - (anchor_s - latest_s) / self.catch_up_speed
         else:
-            due = self._wall0 + (latest_s - anchor_s) / self.speed
+            return  # before the anchor, without a catch-up: due at once
         remaining = due - self._clock()
         if remaining > 0:
             self._wait(remaining)

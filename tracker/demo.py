@@ -105,9 +105,12 @@ def free_port() -> int:
 
 # The simulator first plays the 20 minutes before the demo's start at 20 times real time, so the
 # tracker has the buses' recent past (headways between buses, stop events for the predictions)
-# a minute after the start.
+# a minute after the start; the tracker's clock runs as fast meanwhile, so that those pings are
+# seen on time (not stale). The catch-up is due to begin a few seconds after the clock is set,
+# the time the tracker and the simulator take to start.
 CATCH_UP_S = 20 * 60.0
 CATCH_UP_SPEED = 20.0
+CATCH_UP_STARTS_IN_S = 10.0
 
 NOISY_LOGGERS = ("amqtt", "transitions", "pgserver")  # chatty at INFO: lifecycle lines only
 
@@ -135,6 +138,9 @@ async def run_demo(options: DemoOptions) -> None:
             network, time.time(), service_date=options.service_date, start_s=options.start_s
         )
         hhmm = f"{int(clock.start_s // 3600):02d}:{int(clock.start_s % 3600 // 60):02d}"
+        # With the simulator's catch-up, the demo clock reaches its start when that has played.
+        live_in_s = CATCH_UP_STARTS_IN_S + CATCH_UP_S / CATCH_UP_SPEED if options.simulate else 0.0
+        live_at_s = time.time() + live_in_s
         settings = Settings(
             broker_url=broker_url,
             database_url=database_url,
@@ -143,11 +149,10 @@ async def run_demo(options: DemoOptions) -> None:
             http_port=options.port,
             mqtt_protocol=protocol,
             mqtt_client_id=f"bus-tracker-demo-{options.port}",
-            # With the simulator's catch-up, the demo clock reaches its start when the
-            # catch-up has played (the buses' recent past published before).
-            clock_offset_s=clock.offset_s - (CATCH_UP_S / CATCH_UP_SPEED if options.simulate
-                                             else 0.0),
-        )  # fmt: skip
+            clock_offset_s=clock.offset_s - live_in_s,
+            clock_fast_until_s=live_at_s if options.simulate else None,
+            clock_fast_speed=CATCH_UP_SPEED,
+        )
         app = create_app(settings, network=network)
         server = uvicorn.Server(
             uvicorn.Config(app, host=options.host, port=options.port, log_level="warning")
@@ -159,6 +164,7 @@ async def run_demo(options: DemoOptions) -> None:
                 "--vehicles", str(options.vehicles), "--interval-s", str(options.interval_s),
                 "--speedup", "1", "--seed", str(options.seed), "--broker", broker_url,
                 "--catch-up-min", str(CATCH_UP_S / 60), "--catch-up-speed", str(CATCH_UP_SPEED),
+                "--start-due-at", f"{live_at_s:.3f}",
                 "--mqtt-version", "3.1.1" if protocol == "3.1.1" else "5", "-q",
             ]  # fmt: skip
             simulator = await asyncio.create_subprocess_exec(*command)
@@ -169,9 +175,14 @@ async def run_demo(options: DemoOptions) -> None:
             f"  feed: {options.gtfs.name}; demo clock: service day {clock.service_date} "
             f"from {hhmm}\n"
             f"  broker: {broker_url}; database: {database}; "
-            f"simulated day: {options.vehicles if options.simulate else 0} buses, "
-            f"those running at {hhmm} and after show up\n"
-            "  Ctrl-C stops everything.\n",
+            f"simulated day: {options.vehicles if options.simulate else 0} buses"
+            + (
+                f", running from {hhmm}; the {CATCH_UP_S / 60:.0f} minutes before play first at "
+                f"{CATCH_UP_SPEED:.0f}x, so the clock reaches {hhmm} in {live_in_s:.0f} s\n"
+                if options.simulate
+                else "\n"
+            )
+            + "  Ctrl-C stops everything.\n",
             flush=True,
         )
         await server.serve()

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
 
     # --- clock ----------------------------------------------------------------------------------
     clock_offset_s: float = 0.0  # service clock = wall clock + this (demos, replays of past days)
+    # Until the wall-clock time `clock_fast_until_s` (epoch s), the service clock runs
+    # `clock_fast_speed` times as fast, reaching wall clock + offset then: the demo's catch-up,
+    # which plays the buses' recent past at that speed.
+    clock_fast_until_s: float | None = None
+    clock_fast_speed: Annotated[float, Field(ge=1)] = 1.0
 
     @field_validator("gtfs")
     @classmethod
@@ -107,7 +112,11 @@ class Settings(BaseSettings):
 
     def now(self) -> float:
         """The service clock, epoch seconds."""
-        return time.time() + self.clock_offset_s
+        wall_s = time.time()
+        until_s = self.clock_fast_until_s
+        if until_s is not None and wall_s < until_s:
+            return until_s + self.clock_offset_s - (until_s - wall_s) * self.clock_fast_speed
+        return wall_s + self.clock_offset_s
 
 
 def load_settings(**overrides: Any) -> Settings:

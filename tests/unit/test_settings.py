@@ -67,3 +67,24 @@ def test_serve_without_settings_exits_2_with_the_message(
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
     assert "TRACKER_DATABASE_URL is not set" in err
+
+
+def test_the_clock_runs_fast_until_the_catch_up_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo's catch-up: 20x until wall time 1000, then wall clock + offset.
+    settings = Settings(
+        broker_url="mqtt://broker",
+        database_url="postgresql://db/x",
+        gtfs=feeds.loop_feed(tmp_path),
+        clock_offset_s=5000.0,
+        clock_fast_until_s=1000.0,
+        clock_fast_speed=20.0,
+    )
+    wall = {"s": 940.0}
+    monkeypatch.setattr("tracker.settings.time.time", lambda: wall["s"])
+    assert settings.now() == pytest.approx(6000.0 - 60.0 * 20)
+    wall["s"] = 1000.0
+    assert settings.now() == pytest.approx(6000.0)
+    wall["s"] = 1010.0
+    assert settings.now() == pytest.approx(6010.0)

@@ -555,6 +555,20 @@ def test_pacer_catches_up_to_its_anchor_then_keeps_time() -> None:
         Pacer(1.0, catch_up_speed=0.0)
 
 
+def test_pacer_with_a_due_time_plays_the_catch_up_to_end_then() -> None:
+    # The anchor is due 70 s from now on the wall clock: the catch-up (20 min at 20x) starts
+    # in 10 s, so that a tracker whose clock runs as fast sees each ping on time.
+    clock = FakeClock()
+    pacer = Pacer(1.0, anchor_s=2200.0, anchor_due_at_s=5070.0, catch_up_speed=20.0,
+                  clock=clock, wait=clock.wait, wall_clock=lambda: 5000.0)  # fmt: skip
+    pacer.wait_for(1000.0)  # due in 10 s
+    pacer.wait_for(2200.0)  # due at the given time
+    pacer.wait_for(2205.0)
+    assert clock.waits == pytest.approx([10.0, 60.0, 5.0])
+    with pytest.raises(ValueError, match="anchor_s"):
+        Pacer(1.0, anchor_due_at_s=5070.0)
+
+
 def test_recorded_pings_shift_and_loop(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     lines = [
