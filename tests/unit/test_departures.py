@@ -155,6 +155,36 @@ def test_locate_run_picks_the_departure_of_a_frequency_trip(frequency: Network) 
     assert start_s == _at(2026, 3, 4, "08:10:00")
 
 
+def test_locate_run_looks_near_the_time_only_and_finds_what_a_full_scan_finds(
+    frequency: Network,
+) -> None:
+    # A frequency trip has a run per departure: `locate_run` looks at the few next to the time;
+    # the answer is the nearest of all the trip's runs, the earliest of those as near.
+    def full_scan(trip_id: str, at_s: float, along_m: float | None) -> tuple[int, dt.date]:
+        best: tuple[float, int, dt.date] | None = None
+        for day in departures.service_days_around(frequency, at_s):
+            at_day_s = at_s - frequency.day_origin(day)
+            for run in frequency.runs_of_trip[frequency.trip_index[trip_id]]:
+                if not frequency.active_runs(day)[run]:
+                    continue
+                start_s, end_s = frequency.runs.start_s[run], frequency.runs.end_s[run]
+                miss_s = (abs(frequency.scheduled_time_s(run, along_m) - at_day_s)
+                          if along_m is not None
+                          else max(0.0, start_s - at_day_s, at_day_s - end_s))  # fmt: skip
+                if best is None or miss_s < best[0]:
+                    best = (miss_s, run, day)
+        assert best is not None
+        return best[1], best[2]
+
+    for trip_id in ("F_exact", "F_headway"):
+        for minute in range(6 * 60, 23 * 60, 7):
+            at_s = _at(2026, 3, 4, "00:00:00") + 60.0 * minute
+            for along_m in (None, 0.0, 700.0, 1000.0, 5000.0):
+                located = departures.locate_run(frequency, trip_id, at_s, along_m=along_m)
+                assert located is not None
+                assert (located.run, located.service_date) == full_scan(trip_id, at_s, along_m)
+
+
 def test_next_stops_ahead_of_a_vehicle_with_its_delay(loop: Network) -> None:
     at_s = _at(2026, 3, 4, "07:04:15")
     located = departures.locate_run(loop, "L_0700", at_s, along_m=1300.0, delay_s=60.0)

@@ -23,6 +23,7 @@ Frequency-based trips (frequencies.txt) have one run per departure, all under on
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 import weakref
@@ -139,6 +140,11 @@ def service_days_around(network: Network, at_s: float) -> list[dt.date]:
     return [today + dt.timedelta(days=offset) for offset in (-1, 0, 1)]
 
 
+NEAR_RUNS = 3
+"""`locate_run` on a trip with many runs (a frequency-based trip: one per departure, the same
+stop times shifted) looks at this many runs either side of the scheduled time only."""
+
+
 def locate_run(
     network: Network,
     trip_id: str,
@@ -152,19 +158,28 @@ def locate_run(
     Among the trip's runs on the service days around `at_s`, the one whose schedule (shifted by
     `delay_s`) is nearest: at the spot `along_m` when given, else over the run's whole span.
     This tells the service day of a plain trip, and which departure of a frequency-based trip.
+    The runs of one trip share its service and, being one timetable shifted, keep their order
+    at every spot, so only those next to the scheduled time by start are looked at.
     """
     trip_idx = network.trip_index.get(trip_id)
     if trip_idx is None:
         return None
-    runs = network.runs_of_trip.get(trip_idx, [])
+    runs, starts_s, ends_s = _runs_by_start(network, trip_idx)
+    if not runs:
+        return None
+    first = runs[0]
     lateness_s = delay_s if delay_s is not None and math.isfinite(delay_s) else 0.0
+    # the first run's scheduled time at the spot, less its start: the same for every run
+    into_run_s = 0.0 if along_m is None else network.scheduled_time_s(first, along_m) - starts_s[0]
     best: tuple[float, RunOnDay] | None = None
     for day in service_days_around(network, at_s):
-        active = network.active_runs(day)
+        if not network.active_runs(day)[first]:
+            continue
         scheduled_at_s = at_s - lateness_s - network.day_origin(day)  # from the day's origin
-        for run in runs:
-            if not active[run]:
-                continue
+        k = (bisect.bisect_left(ends_s, scheduled_at_s) if along_m is None  # the first not over
+             else bisect.bisect_left(starts_s, scheduled_at_s - into_run_s))  # fmt: skip
+        for i in range(max(0, k - NEAR_RUNS), min(len(runs), k + NEAR_RUNS)):
+            run = runs[i]
             if along_m is not None:
                 miss_s = abs(network.scheduled_time_s(run, along_m) - scheduled_at_s)
             else:
@@ -173,6 +188,26 @@ def locate_run(
             if best is None or miss_s < best[0]:
                 best = (miss_s, RunOnDay(run, day))
     return None if best is None else best[1]
+
+
+RunsByStart = tuple[list[int], list[float], list[float]]
+_RUNS_BY_START: weakref.WeakKeyDictionary[Network, dict[int, RunsByStart]]
+_RUNS_BY_START = weakref.WeakKeyDictionary()
+
+
+def _runs_by_start(network: Network, trip_idx: int) -> RunsByStart:
+    """The trip's runs sorted by their start, their starts and ends (cached per network)."""
+    cache = _RUNS_BY_START.setdefault(network, {})
+    found = cache.get(trip_idx)
+    if found is None:
+        runs = sorted(network.runs_of_trip.get(trip_idx, []),
+                      key=lambda run: (float(network.runs.start_s[run]), run))  # fmt: skip
+        found = cache[trip_idx] = (
+            runs,
+            [float(network.runs.start_s[run]) for run in runs],
+            [float(network.runs.end_s[run]) for run in runs],
+        )
+    return found
 
 
 def next_stops(
