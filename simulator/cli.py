@@ -40,6 +40,7 @@ from simulator.day import (
     covered_date,
     runs_on,
     time_shift_s,
+    whole_routes,
 )
 from simulator.errors import SimulatorError, UsageError
 from simulator.files import SimWriter, write_scenario_truth
@@ -147,6 +148,14 @@ def _run(args: argparse.Namespace) -> int:
         ),
         trip_ids_in_pings=args.trip_ids,
     )
+    if args.whole_routes:
+        if args.vehicles is None or route_ids is not None:
+            raise UsageError("--whole-routes needs --vehicles (how many buses), without --routes")
+        route_ids = whole_routes(
+            network, np.random.default_rng([args.seed, 1]), date, max_vehicles=args.vehicles,
+            start_s=start_s, end_s=end_s, config=config,
+        )  # fmt: skip
+        log.info("whole routes: %d routes (%s)", len(route_ids), ",".join(route_ids))
     try:  # without --scenarios, exactly `simulate`'s day
         day = simulate_day(
             network, np.random.default_rng(args.seed), date, scenarios=args.scenarios or (),
@@ -443,6 +452,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what = run.add_argument_group("which buses")
     what.add_argument("--vehicles", type=_count, help="at most this many buses (drawn at random)")
+    what.add_argument(
+        "--whole-routes",
+        action="store_true",
+        help=(
+            "with --vehicles: every bus of routes drawn at random while they fit, instead of "
+            "buses drawn at random over every route (which leaves each route short of buses)"
+        ),
+    )
     what.add_argument("--routes", help="comma-separated route ids or short names")
     what.add_argument(
         "--trip-ids", action="store_true", help="pings carry their route_id and trip_id"

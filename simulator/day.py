@@ -817,7 +817,8 @@ def simulate(
     `covered_date`). Messages come in the order they are sent (`SimPing.sent_at`); timestamps
     are in that order too except for out-of-order ones. `route_ids` keeps the buses that serve
     any of those routes (the whole bus, its other routes too); `max_vehicles` keeps that many of
-    the buses running in the window, drawn at random. `rng` should be fresh from
+    the buses running in the window, drawn at random (`whole_routes` picks routes to run in
+    full instead). `rng` should be fresh from
     `numpy.random.default_rng(seed)`: the same seed gives the same messages.
 
     A day with operations scenarios (a late bus, a cancelled trip, ...) and their ground truth:
@@ -867,6 +868,43 @@ def plan_day(
         service_date=service_date.strftime("%Y%m%d"),
     )
     return DayPlan(network, config, window, plans, chosen, earliest, bus_rngs)
+
+
+def whole_routes(
+    network: Network,
+    rng: np.random.Generator,
+    service_date: dt.date,
+    *,
+    max_vehicles: int,
+    start_s: float = 0.0,
+    end_s: float = 2 * DAY_S,
+    config: SimConfig | None = None,
+) -> list[str]:
+    """Routes drawn in random order while every bus that serves them in the window fits in
+    `max_vehicles` (a route whose buses no longer fit is passed over for smaller ones): a city
+    that tracks some routes fully, whose headways are then the timetable's, rather than every
+    route short of buses. Give them to `simulate` as `route_ids`."""
+    config = config or SimConfig()
+    plans = plan_buses(network, service_date)
+    route_of = network.run_route
+    buses_of: dict[int, set[int]] = {}
+    for i, plan in enumerate(plans):
+        if (
+            _latest_s(network, plan, config) > start_s
+            and _earliest_s(network, plan, config) < end_s
+        ):
+            for route in {int(route_of[run]) for run in plan.runs}:
+                buses_of.setdefault(route, set()).add(i)
+    routes = sorted(buses_of)
+    kept: set[int] = set()
+    picked: list[int] = []
+    for k in rng.permutation(len(routes)).tolist():
+        buses = buses_of[routes[k]]
+        if len(kept | buses) <= max_vehicles:
+            kept |= buses
+            picked.append(routes[k])
+    # a bus of a picked route may serve others too (its block): they are run in part
+    return sorted(network.routes[r].route_id for r in picked)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from tracker.api.http import router as http_router
 from tracker.core.engine import EngineConfig
 from tracker.core.matcher import MatcherConfig
 from tracker.core.network import Network
+from tracker.core.operations import OperationsConfig
 from tracker.core.stop_events import StopEvent
 from tracker.errors import StoreError
 from tracker.gtfs.load import load_network
@@ -147,6 +148,7 @@ async def _matcher(
     config = EngineConfig(
         matcher=MatcherConfig(max_future_s=settings.max_future_s,
                               settle_lag_s=settings.settle_lag_s),
+        operations=OperationsConfig(ghost_routes=settings.tracked_route_ids()),
     )  # fmt: skip
     if not settings.matcher_process:
         yield InThreadMatcher(network, config, history)

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import uvicorn
 
-from simulator.day import covered_date
+from simulator.day import SimConfig, covered_date, whole_routes
 from tracker.app import create_app
 from tracker.core.network import Network
 from tracker.gtfs.load import load_network
@@ -141,6 +141,13 @@ async def run_demo(options: DemoOptions) -> None:
         # With the simulator's catch-up, the demo clock reaches its start when that has played.
         live_in_s = CATCH_UP_STARTS_IN_S + CATCH_UP_S / CATCH_UP_SPEED if options.simulate else 0.0
         live_at_s = time.time() + live_in_s
+        # The simulated city runs some routes in full (their headways are the timetable's) and
+        # tracks only those: the others have no bus and are not listed as ghosts.
+        routes = await asyncio.to_thread(
+            whole_routes, network, np.random.default_rng([options.seed, 1]),
+            clock.service_date, max_vehicles=options.vehicles,
+            start_s=clock.start_s - CATCH_UP_S, config=SimConfig(interval_s=options.interval_s),
+        ) if options.simulate else []  # fmt: skip
         settings = Settings(
             broker_url=broker_url,
             database_url=database_url,
@@ -152,6 +159,7 @@ async def run_demo(options: DemoOptions) -> None:
             clock_offset_s=clock.offset_s - live_in_s,
             clock_fast_until_s=live_at_s if options.simulate else None,
             clock_fast_speed=CATCH_UP_SPEED,
+            tracked_routes=",".join(routes) if options.simulate else None,
         )
         app = create_app(settings, network=network)
         server = uvicorn.Server(
@@ -161,7 +169,8 @@ async def run_demo(options: DemoOptions) -> None:
             command = [
                 sys.executable, "-m", "simulator", "run", "--gtfs", str(options.gtfs),
                 "--date", clock.service_date.strftime("%Y%m%d"), "--start", hhmm,
-                "--vehicles", str(options.vehicles), "--interval-s", str(options.interval_s),
+                "--vehicles", str(options.vehicles), "--routes", ",".join(routes),
+                "--interval-s", str(options.interval_s),
                 "--speedup", "1", "--seed", str(options.seed), "--broker", broker_url,
                 "--catch-up-min", str(CATCH_UP_S / 60), "--catch-up-speed", str(CATCH_UP_SPEED),
                 "--start-due-at", f"{live_at_s:.3f}",
@@ -175,7 +184,8 @@ async def run_demo(options: DemoOptions) -> None:
             f"  feed: {options.gtfs.name}; demo clock: service day {clock.service_date} "
             f"from {hhmm}\n"
             f"  broker: {broker_url}; database: {database}; "
-            f"simulated day: {options.vehicles if options.simulate else 0} buses"
+            f"simulated day: up to {options.vehicles if options.simulate else 0} buses on "
+            f"{len(routes)} routes run in full"
             + (
                 f", running from {hhmm}; the {CATCH_UP_S / 60:.0f} minutes before play first at "
                 f"{CATCH_UP_SPEED:.0f}x, so the clock reaches {hhmm} in {live_in_s:.0f} s\n"

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     settle_lag_s: Annotated[float, Field(ge=0, le=3600)] = 120.0
     # At start, the arrival predictions learn from the stop events stored in the last days.
     learn_from_days: Annotated[float, Field(ge=0, le=365)] = 7.0
+    # The routes the city tracks (comma-separated route ids): only their trips can be listed as
+    # ghosts or short of buses. Default: the routes a bus of this tracker ran on in the last 36 h.
+    tracked_routes: str | None = None
+
+    def tracked_route_ids(self) -> frozenset[str] | None:
+        if self.tracked_routes is None:
+            return None
+        return frozenset(r.strip() for r in self.tracked_routes.split(",") if r.strip())
 
     # --- live output ----------------------------------------------------------------------------
     live_tick_s: Annotated[float, Field(gt=0, le=10)] = 0.1

@@ -365,6 +365,31 @@ def test_route_filter_and_vehicle_cap(feed_dir: Path, two_directions: Network) -
     assert len({p.ping.vehicle_id for p in capped}) == 1
 
 
+def test_whole_routes_draws_routes_whose_buses_all_fit() -> None:
+    # The demo's choice: some routes run in full (their headways are the timetable's), the
+    # others with no bus, rather than every route short of buses.
+    from tracker.demo import BUNDLED_FEED
+
+    network = load_network(BUNDLED_FEED)
+    date = day.busiest_date(network)
+    start_s, end_s = 8 * 3600.0, 9 * 3600.0
+
+    def draw() -> list[str]:
+        rng = np.random.default_rng(1)
+        return day.whole_routes(network, rng, date, max_vehicles=300, start_s=start_s, end_s=end_s)
+
+    routes = draw()
+    every = day.plan_day(network, np.random.default_rng(1), date, start_s=start_s, end_s=end_s)
+    chosen = day.plan_day(network, np.random.default_rng(1), date, start_s=start_s, end_s=end_s,
+                          route_ids=routes)  # fmt: skip
+    assert 250 <= len(chosen.chosen) <= 300 < len(every.chosen)
+    picked = {network.route_index[r] for r in routes}
+    served = {int(network.run_route[run]) for i in chosen.chosen for run in chosen.plans[i].runs}
+    assert served == picked  # the Nairobi feed has no blocks: one route per bus
+    assert 5 <= len(routes) < len(network.routes)
+    assert routes == draw()
+
+
 TRUTH = day.Truth(
     vehicle_id="v",
     timestamp=0.0,

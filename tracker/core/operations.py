@@ -73,7 +73,8 @@ from tracker.core.network import (
 class GhostScope(enum.StrEnum):
     """Which routes' scheduled trips may be listed as ghosts (or short of buses)."""
 
-    SEEN = "seen"  # routes a vehicle of this tracker was matched to within `route_memory_s`
+    SEEN = "seen"  # routes a vehicle of this tracker ran on (`served_after_answers`) within
+    # `route_memory_s`
     ALL = "all"  # every route of the feed (a feed with routes the city does not track floods)
 
 
@@ -601,8 +602,6 @@ class OperationsMonitor:
             trip = v.trip = self._new_trip(match, service_date)
         if match.headway_s is not None:
             trip.headway_s = match.headway_s
-        if match.route_id is not None:
-            self._route_seen_s[match.route_id] = match.timestamp
         if trip.run != NO_INDEX:
             self._run_seen_s[(trip.run, service_date)] = match.timestamp
         started = match.shape_dist_m >= trip.first_stop_m + self.config.start_margin_m
@@ -612,6 +611,10 @@ class OperationsMonitor:
             trip.answers += 1
             if trip.answers == self.config.served_after_answers and trip.run != NO_INDEX:
                 self._served.add((trip.run, service_date))
+        if trip.answers >= self.config.served_after_answers:
+            # in scope (GhostScope.SEEN) once a bus has run on it, not for a stray answer (on
+            # overlapping routes the matcher gives a bus a neighbour's trip for a few fixes)
+            self._route_seen_s[trip.route_id] = match.timestamp
         trace = v.trace
         back_m = trace.along[-1] - match.shape_dist_m if trace is not None and trace.along else 0.0
         restart_m = min(_BACKTRACK_M, 0.5 * self.network.shapes[trip.shape_idx].length_m)
