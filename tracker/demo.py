@@ -159,7 +159,7 @@ async def run_demo(options: DemoOptions) -> None:
             clock_offset_s=clock.offset_s - live_in_s,
             clock_fast_until_s=live_at_s if options.simulate else None,
             clock_fast_speed=CATCH_UP_SPEED,
-            tracked_routes=",".join(routes) if options.simulate else None,
+            tracked_routes=",".join(routes),
         )
         app = create_app(settings, network=network)
         server = uvicorn.Server(

@@ -71,13 +71,13 @@ class Settings(BaseSettings):
     # At start, the arrival predictions learn from the stop events stored in the last days.
     learn_from_days: Annotated[float, Field(ge=0, le=365)] = 7.0
     # The routes the city tracks (comma-separated route ids): only their trips can be listed as
-    # ghosts or short of buses. Default: the routes a bus of this tracker ran on in the last 36 h.
-    tracked_routes: str | None = None
+    # ghosts or short of buses. Default (or empty): the routes its buses ran on in the last 36 h.
+    tracked_routes: str = ""
 
     def tracked_route_ids(self) -> frozenset[str] | None:
-        if self.tracked_routes is None:
-            return None
-        return frozenset(r.strip() for r in self.tracked_routes.split(",") if r.strip())
+        """`tracked_routes` as a set; None when not given (every route a bus ran on)."""
+        found = frozenset(r.strip() for r in self.tracked_routes.split(",") if r.strip())
+        return found or None
 
     # --- live output ----------------------------------------------------------------------------
     live_tick_s: Annotated[float, Field(gt=0, le=10)] = 0.1
