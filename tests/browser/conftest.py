@@ -2,8 +2,12 @@
 
 The tracker is `tracker demo` on the Cairns feed (schedule-based: delays, stops, next
 departures) against the test session's real Mosquitto and PostgreSQL, so the pages see what
-users see. Chromium is Debian's package (`scripts/install` installs it), launched through
-Playwright's `executable_path` because Playwright cannot download browsers here.
+users see. A second one, `corridor` (`tests.browser.corridor`: a timetabled corridor and a
+frequency line with a cancelled trip, a bus that stops reporting and a detour, whose ground
+truth it writes), serves the tests of the live intelligence (predictions, headways, alerts), on
+the same broker under its own topics and in its own database. Chromium is Debian's package
+(`scripts/install` installs it), launched through Playwright's `executable_path` because
+Playwright cannot download browsers here.
 Screenshots go to `test-artifacts/screenshots/`.
 
 The browser lives in the session's event loop, so every browser test module says
@@ -23,6 +27,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -39,6 +44,7 @@ FEED = SHARED_DATA / "static" / "cairns.zip"
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 STARTUP_S = 60.0
+CORRIDOR_MORNING_S = 240.0  # its accelerated morning, until its clock slows down (about 45 s)
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,83 @@ def tracker(
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
+
+
+@dataclass(frozen=True)
+class Corridor:
+    """The corridor tracker, and its truth.json: ``slow_at_s``, ``open_until_s`` and
+    ``truth`` (rows of `simulator.scenarios.ScenarioTruth` as dicts)."""
+
+    tracker: Tracker
+    truth: dict[str, Any]
+
+    @property
+    def url(self) -> str:
+        return self.tracker.url
+
+    def scenario(self, kind: str) -> dict[str, Any]:
+        """The truth row of a scenario ("cancelled-trip", "stop-reporting", "detour")."""
+        rows: list[dict[str, Any]] = self.truth["truth"]
+        return next(row for row in rows if row["kind"] == kind)
+
+    def now_s(self) -> float:
+        config = self.tracker.get("/api/config")
+        assert isinstance(config, dict)
+        now: float = config["now_s"]
+        return now
+
+
+@pytest.fixture(scope="session")
+def corridor(
+    session_mosquitto: Mosquitto,
+    postgres_server: PostgresServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Corridor]:
+    """`python -m tests.browser.corridor` on this session's broker and a database of its own,
+    once its clock has slowed down to real time (its alerts are open then)."""
+    postgres_server.psql("CREATE DATABASE browser_corridor;")
+    folder = tmp_path_factory.mktemp("corridor")
+    port = free_port()
+    log = (folder / "corridor.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.browser.corridor",
+            "--folder",
+            str(folder),
+            "--port",
+            str(port),
+            "--broker-url",
+            session_mosquitto.url,
+            "--database-url",
+            postgres_server.get_uri("browser_corridor"),
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        wait_for_port(port, STARTUP_S)
+        running = Corridor(
+            Tracker(f"http://127.0.0.1:{port}", process),
+            json.loads((folder / "truth.json").read_text()),  # written before it serves
+        )
+        deadline = time.monotonic() + CORRIDOR_MORNING_S
+        while running.now_s() < running.truth["slow_at_s"]:
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail(f"the corridor tracker's morning did not reach its end: see {log.name}")
+            time.sleep(0.5)
+        yield running
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         log.close()
 
 

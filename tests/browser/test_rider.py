@@ -181,7 +181,9 @@ async def test_clicking_a_bus_shows_route_delay_age_and_next_stops(
     await expect(details).to_be_hidden()
 
 
-async def test_clicking_a_stop_shows_its_departures(tracker: Tracker, page: Page) -> None:
+async def test_clicking_a_stop_shows_its_arrivals_and_departures(
+    tracker: Tracker, page: Page
+) -> None:
     route_id = busiest_route(tracker)
     await open_live(page, f"{tracker.url}/?routes={route_id}")
     collection = cast(dict[str, Any], tracker.get(f"/api/routes/{route_id}.geojson"))
@@ -208,9 +210,16 @@ async def test_clicking_a_stop_shows_its_departures(tracker: Tracker, page: Page
     details = page.locator("#details")
     await expect(details).to_have_attribute("data-kind", "stop")
     await expect(page.locator("#details-title")).to_have_text(f"Stop: {stop['properties']['name']}")
-    departures = details.locator(".departures li")
-    await expect(departures.first).to_be_visible(timeout=LIVE_TIMEOUT_MS)
-    await expect(departures.first.locator("time")).to_have_text(re.compile(r"^\d\d:\d\d$"))
+    # the buses on their way ("in 4–7 min"), then the timetable's departures they do not cover
+    rows = details.locator(".arrivals li.arrival, .departures li")
+    await expect(rows.first).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    arrivals = details.locator(".arrivals li.arrival .arr-when")
+    if await arrivals.count():
+        when = re.compile(r"^(in \d+–\d+ min|in \d+ min|within \d+ min|due|now)$")
+        await expect(arrivals.first).to_have_text(when)
+    else:
+        times = details.locator(".departures li time")
+        await expect(times.first).to_have_text(re.compile(r"^\d\d:\d\d$"))
     await page.screenshot(path=screenshot_path("rider-stop-panel"))
 
 

@@ -1,11 +1,12 @@
-// The operator's fleet table: a row per live vehicle (vehicle, route, trip, delay, state, last
-// seen), sorted by any column (aria-sort says how), filtered by text and state, updated in
-// place so scroll and focus stay; the totals by state above it. A row chooses its vehicle.
+// The operator's fleet table: a row per live vehicle (vehicle, route, trip, delay, or on
+// frequency lines the gap to the bus ahead against the scheduled one, state, last seen), sorted
+// by any column (aria-sort says how), filtered by text and state, updated in place so scroll and
+// focus stay; the totals by state above it. A row chooses its vehicle.
 // An ES module imported by operator.js; uses common.js's global `BT`.
 
 import {
   $, page, collator, ageOf, agoText, isStale, shownState, routeName, delayClass, minutesText,
-  shortId, setText, element, selectVehicle,
+  shortId, setText, element, selectVehicle, gapOf,
 } from "./operator-state.js";
 
 const STATE_ORDER = ["in_service", "layover", "off_route", "stale", "not_matched"];
@@ -79,8 +80,10 @@ function fillRow(tr, v) {
       className: "trip-id", text: headsign ? ` ${v.trip_id}` : v.trip_id || "",
     }));
   }
-  setText(delayCell, typeof v.delay_s === "number" ? minutesText(v.delay_s) : "");
-  delayCell.className = `c-delay ${delayClass(v.delay_s)}`;
+  const gap = typeof v.delay_s === "number" ? null : gapOf(v); // frequency lines: the headway
+  setText(delayCell, gap ? gap.text : typeof v.delay_s === "number" ? minutesText(v.delay_s) : "");
+  delayCell.className = `c-delay ${gap ? gap.className : delayClass(v.delay_s)}`;
+  delayCell.title = gap ? gap.title : "";
   const state = shownState(v);
   const badge = stateCell.firstChild;
   setText(badge, BT.stateText(state));

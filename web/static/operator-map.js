@@ -32,10 +32,12 @@ export function createMap(config) {
   map.routeRenderer = L.canvas({ pane: "routes" });
   map.buses = L.layerGroup().addTo(leaflet);
   map.leaflet = leaflet;
+  page.map = leaflet; // the alerts draw on it too (operator-alerts.js)
 }
 
 export function drawNetwork(network) {
   map.network = network;
+  page.network = network;
   L.geoJSON(network, {
     interactive: false,
     pane: "routes",

@@ -1,6 +1,8 @@
 // The operator's route statistics, from /api/fleet every 10 s: per route (and for all routes) the
 // buses in service, the on-time share (from 1 min early to 5 min late) with its bar, a strip plot
-// of the delays (−5 to +15 min), the median and p90 delay.
+// of the delays (−5 to +15 min), the median and p90 delay, and the headway adherence where the
+// gaps between its buses are known (the share of gaps within ±50 % of the scheduled one, and how
+// many are bunched or gapped: the measure of frequency lines, which have no delays).
 // An ES module imported by operator.js; uses common.js's global `BT`.
 
 import {
@@ -63,7 +65,42 @@ function shareCell(punctuality) {
   return td;
 }
 
-function routeRow(name, color, counts, punctuality, delays, isTotal) {
+function headwayCell(headway) {
+  const td = element("td", { className: "c-headway" });
+  if (!headway || !headway.gaps || typeof headway.within_band_share !== "number") {
+    td.textContent = "–";
+    return td;
+  }
+  const within = Math.round(headway.within_band_share * headway.gaps);
+  const bar = element("span", { className: "share-bar", "aria-hidden": "true" },
+    element("span", { style: `width:${Math.round(headway.within_band_share * 100)}%` }));
+  const text = BT.t("op_share", {
+    share: shareText(headway.within_band_share), on_time: number(within), n: number(headway.gaps),
+  });
+  const counts = BT.t("op_bunched_gapped", {
+    bunched: number(headway.bunched), gapped: number(headway.gapped),
+  });
+  td.append(bar, element("span", { className: "share-text", text }),
+    element("span", { className: `hw-counts${headway.bunched || headway.gapped ? " hw-bad" : ""}`, text: counts }));
+  if (headway.frequency_based) td.append(element("span", { className: "hw-kind", text: BT.t("op_headway_based") }));
+  return td;
+}
+
+// The routes' headway adherence together, gap-weighted (for the "All routes" row).
+function totalHeadway(routes) {
+  const known = routes.map((r) => r.headway).filter((h) => h && h.gaps && typeof h.within_band_share === "number");
+  const gaps = known.reduce((n, h) => n + h.gaps, 0);
+  if (!gaps) return null;
+  return {
+    gaps,
+    within_band_share: known.reduce((n, h) => n + h.within_band_share * h.gaps, 0) / gaps,
+    bunched: known.reduce((n, h) => n + h.bunched, 0),
+    gapped: known.reduce((n, h) => n + h.gapped, 0),
+    frequency_based: known.every((h) => h.frequency_based),
+  };
+}
+
+function routeRow(name, color, counts, punctuality, delays, isTotal, headway) {
   const swatch = element("span", { className: "swatch", style: `background:${color || "#5a6b7d"}` });
   const nameCell = element("th", { scope: "row" }, swatch, element("span", { text: name }));
   const spread = element("td", { className: "c-spread" });
@@ -74,7 +111,8 @@ function routeRow(name, color, counts, punctuality, delays, isTotal) {
     shareCell(punctuality),
     spread,
     element("td", { className: "num", text: minutesText(punctuality.median_delay_s) }),
-    element("td", { className: "num", text: minutesText(punctuality.p90_delay_s) }));
+    element("td", { className: "num", text: minutesText(punctuality.p90_delay_s) }),
+    headwayCell(headway));
   return tr;
 }
 
@@ -85,19 +123,20 @@ export function renderRoutes() {
   setText($("routes-asof"), BT.t("op_asof", { time: BT.timeText(fleet.now_s, true) }));
   if (!fleet.routes.length) {
     body.replaceChildren(element("tr", {},
-      element("td", { colspan: "6", className: "empty", text: BT.t("op_no_routes") })));
+      element("td", { colspan: "7", className: "empty", text: BT.t("op_no_routes") })));
     return;
   }
   const rows = [routeRow(BT.t("op_all_routes"), "#12355b", {
     in_service: number(fleet.totals.by_state.in_service || 0),
     vehicles: number(fleet.totals.vehicles),
-  }, fleet.totals.punctuality, countedDelays(fleet.vehicles), true)];
+  }, fleet.totals.punctuality, countedDelays(fleet.vehicles), true, totalHeadway(fleet.routes))];
   const routes = [...fleet.routes].sort((a, b) => collator.compare(a.route_short_name, b.route_short_name));
   for (const r of routes) {
     const route = page.routes.get(r.route_id);
     rows.push(routeRow(r.route_short_name, route && route.color, {
       in_service: number(r.in_service), vehicles: number(r.vehicles),
-    }, r.punctuality, countedDelays(fleet.vehicles.filter((v) => v.route_id === r.route_id)), false));
+    }, r.punctuality, countedDelays(fleet.vehicles.filter((v) => v.route_id === r.route_id)), false,
+    r.headway));
   }
   body.replaceChildren(...rows);
 }

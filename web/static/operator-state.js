@@ -25,6 +25,8 @@ export const page = {
   staleAfterS: 90,
   socketStatus: "connecting",
   errors: new Map(), // where → message; the banner shows them all
+  map: null, // the Leaflet map (operator-map.js makes it)
+  network: null, // the GeoJSON of every shape (/api/network.geojson)
 };
 
 // --- small helpers ---------------------------------------------------------------------------
@@ -76,6 +78,26 @@ export function delayClass(delayS) {
   if (delayS > ON_TIME_LATE_S) return "late";
   if (delayS < ON_TIME_EARLY_S) return "early";
   return "on-time";
+}
+
+// The gap to the bus ahead against the scheduled one, from the latest /api/fleet, for the fleet
+// table's Delay column where a bus has no delay (frequency lines): {text, className, title}.
+let fleetIndex = { fleet: null, byId: new Map() };
+export function gapOf(v) {
+  if (fleetIndex.fleet !== page.fleet) {
+    const rows = page.fleet ? page.fleet.vehicles : [];
+    fleetIndex = { fleet: page.fleet, byId: new Map(rows.map((r) => [r.vehicle_id, r])) };
+  }
+  const row = fleetIndex.byId.get(v.vehicle_id);
+  if (!row || typeof row.gap_s !== "number" || typeof row.scheduled_gap_s !== "number") return null;
+  if (row.trip_id !== v.trip_id) return null; // the bus is on another trip since
+  const minutes = (s) => number(s / 60, s < 600 ? 1 : 0);
+  const ratio = row.gap_s / row.scheduled_gap_s;
+  return {
+    text: BT.t("op_gap", { gap: minutes(row.gap_s), scheduled: minutes(row.scheduled_gap_s) }),
+    className: ratio < 0.25 ? "bunched" : ratio > 1.5 ? "gapped" : "on-time",
+    title: BT.t("op_gap_title", { gap: minutes(row.gap_s), scheduled: minutes(row.scheduled_gap_s) }),
+  };
 }
 
 // Long ids (feeds' trip ids make long vehicle ids) keep their start and their distinctive end.

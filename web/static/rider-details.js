@@ -1,11 +1,13 @@
 // The rider's details panel (a bottom sheet on phones): a bus's route, headsign, delay, age and
-// next stops, or a stop's next departures with their live delays; refreshed every 15 s while
-// open, its "updated N s ago" every second (rider.js's tick calls renderPanelAge).
+// next stops with their predicted ranges, or a stop's buses on their way and its timetable
+// (both drawn by rider-arrivals.js); refreshed every 15 s while open, its "updated N s ago" and
+// "in 4–7 min" every second (rider.js's tick calls renderPanelAge).
 // An ES module imported by rider.js; uses common.js's global `BT`.
 // Data: /api/vehicles/{id}, /api/stops/{id}.
 
 import { $, esc, buses, routesById, page, routeBadge, delayClass } from "./rider-state.js";
 import { drawnStops } from "./rider-routes.js";
+import { stopBodyHtml, nextStopsHtml, nextTripsHtml, renderArrivalClocks } from "./rider-arrivals.js";
 
 const DETAIL_REFRESH_MS = 15000;
 
@@ -98,20 +100,9 @@ function renderBusPanel(title, body) {
   } else if (!trip) {
     html += `<p>${esc(BT.t("not_on_trip"))}</p>`;
   } else {
-    html += `<h3>${esc(BT.t("next_stops"))}</h3>`;
-    html += trip.next_stops.length
-      ? `<ol class="next-stops">${trip.next_stops.map(nextStopHtml).join("")}</ol>`
-      : `<p>${esc(BT.t("no_next_stops"))}</p>`;
+    html += nextStopsHtml(trip) + nextTripsHtml(panel.data.predictions);
   }
   body.innerHTML = html;
-}
-
-function nextStopHtml(s) {
-  const late = Math.abs(s.expected_s - s.scheduled_s) >= 60;
-  const sched = late ? ` <span class="sched">${esc(BT.t("scheduled_at", { time: BT.timeText(s.scheduled_s) }))}</span>` : "";
-  return `<li><button type="button" class="link" data-stop="${esc(s.stop_id)}"
-    aria-label="${esc(BT.t("open_stop", { name: s.name }))}">${esc(s.name)}</button>
-    <time>${esc(BT.timeText(s.expected_s))}</time>${sched}</li>`;
 }
 
 function renderStopPanel(title, body) {
@@ -121,27 +112,8 @@ function renderStopPanel(title, body) {
   if (!d) { body.innerHTML = `<p>${esc(panel.error ? BT.t("detail_error", { detail: panel.error }) : BT.t("loading"))}</p>`; return; }
   let html = `<p class="stop-routes">${d.route_ids.map(routeBadge).join(" ")}</p>`;
   if (panel.error) html += `<p class="panel-error">${esc(BT.t("detail_error", { detail: panel.error }))}</p>`;
-  html += `<h3>${esc(BT.t("departures"))}</h3>`;
-  html += d.departures.length
-    ? `<ol class="departures">${d.departures.map(departureHtml).join("")}</ol>`
-    : `<p>${esc(BT.t("no_departures"))}</p>`;
+  html += stopBodyHtml(d);
   body.innerHTML = html;
-}
-
-function departureHtml(d) {
-  let when;
-  if (!d.exact_times && d.headway_s) {
-    when = `<span class="sched">${esc(BT.t("every_min", { n: Math.round(d.headway_s / 60) }))}</span>`;
-  } else if (d.live) {
-    when = `<span class="delay ${delayClass(d.delay_s)}">${esc(BT.delayText(d.delay_s))}</span>`;
-  } else {
-    when = `<span class="sched">${esc(BT.t("scheduled"))}</span>`;
-  }
-  const headsign = d.vehicle_id
-    ? `<button type="button" class="link" data-bus="${esc(d.vehicle_id)}">${esc(d.headsign)}</button>`
-    : `<span class="headsign">${esc(d.headsign)}</span>`;
-  return `<li>${routeBadge(d.route_id)} ${headsign}
-    <time>${esc(BT.timeText(d.expected_s))}</time> ${when}</li>`;
 }
 
 function delayHtml(delayS, headwayS) {
@@ -158,8 +130,9 @@ function ageLine(v) {
   return age > BT.config.stale_after_s ? `${text} (${BT.t("stale_note")})` : text;
 }
 
-// The open bus panel's "updated N s ago" (rider.js calls this once a second).
+// The open panel's "updated N s ago" and "in 4–7 min" (rider.js calls this once a second).
 export function renderPanelAge() {
+  if (panel) renderArrivalClocks($("details-body"));
   if (panel && panel.kind === "bus") {
     const el = $("details-body").querySelector("[data-age]");
     const bus = buses.get(panel.id);

@@ -78,7 +78,7 @@ export function setSelection(ids, { fit = true } = {}) {
   if (page.live) page.live.subscribe({ routes: selected.size ? [...selected] : null, bbox: null });
   styleLines();
   const stopsLoaded = loadRouteStops();
-  if (fit) stopsLoaded.then(fitToSelection);
+  if (fit) stopsLoaded.then(() => fitToSelection());
   renderBusList(true);
   if (page.busLayer) page.busLayer.invalidate();
   return stopsLoaded;
@@ -127,7 +127,9 @@ export async function loadLines() {
   styleLines();
 }
 
-export function fitToSelection() {
+// `animate: false` at the start: the page is "ready" once the map stands where it will stay (a
+// view set during a zoom animation is undone when the animation ends).
+export function fitToSelection({ animate = true } = {}) {
   if (!selected.size) return;
   const bounds = L.latLngBounds([]);
   if (linesLayer) {
@@ -137,7 +139,7 @@ export function fitToSelection() {
     });
   }
   for (const stop of routeStops) bounds.extend(stop.latlng);
-  if (bounds.isValid()) page.map.fitBounds(bounds, { padding: [24, 24], maxZoom: 16 });
+  if (bounds.isValid()) page.map.fitBounds(bounds, { padding: [24, 24], maxZoom: 16, animate });
 }
 
 // --- stops -----------------------------------------------------------------------------------

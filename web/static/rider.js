@@ -181,7 +181,7 @@ async function main() {
     setProblem("lines", BT.t("lines_error", { detail: e.message }));
   });
   Promise.all([stopsLoaded, linesLoaded]).then(() => {
-    fitToSelection();
+    fitToSelection({ animate: false });
     ready = true;
   });
   setInterval(tick, 1000);
@@ -223,6 +223,8 @@ window.BT_RIDER = {
     return { x: box.left + p.x, y: box.top + p.y };
   },
   get drawnStops() { return drawnStops; },
+  // What a click on a bus or a stop opens (for tests that need one where buses crowd).
+  open(kind, id) { openPanel(kind, id); },
 };
 
 document.addEventListener("DOMContentLoaded", main);
