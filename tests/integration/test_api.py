@@ -33,6 +33,7 @@ import paho.mqtt.client as paho
 import pytest
 import shapely.geometry
 from fastapi import FastAPI
+from google.transit import gtfs_realtime_pb2 as rt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.publish import MqttPublisher
@@ -215,6 +216,7 @@ async def test_every_endpoint_against_real_servers(
         await _check_stats(client, pings)
         await _check_config(client, settings)
         await _check_docs(client)
+        await _check_gtfs_rt(client)
 
         mosquitto.stop()
 
@@ -484,9 +486,42 @@ async def _check_docs(client: httpx.AsyncClient) -> None:
         "/healthz", "/readyz", "/api/vehicles", "/api/vehicles/{vehicle_id}", "/api/routes",
         "/api/routes/{route_id}", "/api/network.geojson", "/api/stops", "/api/stops/{stop_id}",
         "/api/fleet", "/api/problems", "/api/history", "/api/history/bounds", "/api/stats",
-        "/api/config",
+        "/api/config", "/gtfs-rt/vehicle-positions", "/gtfs-rt/trip-updates", "/gtfs-rt/alerts",
     }  # fmt: skip
     assert (await client.get("/docs")).status_code == 200
+
+
+async def _check_gtfs_rt(client: httpx.AsyncClient) -> None:
+    """The GTFS-realtime feeds: protobuf that reads back, JSON on request, ETags that save
+    pollers the body while nothing changed, and a cache lifetime."""
+    response = await client.get("/gtfs-rt/vehicle-positions")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-protobuf"
+    assert response.headers["cache-control"] == "public, max-age=1"
+    feed = rt.FeedMessage()
+    feed.ParseFromString(response.content)
+    assert feed.header.incrementality == rt.FeedHeader.FULL_DATASET
+    assert feed.header.timestamp > 0
+    by_id = {e.vehicle.vehicle.id: e.vehicle for e in feed.entity}
+    assert set(by_id) == set(ALL_BUSES) - {"bus-5"}  # stale: not told
+    bus1 = by_id["bus-1"]
+    assert (bus1.trip.trip_id, bus1.trip.route_id, bus1.trip.direction_id) == ("B_N_0800", "B", 0)
+    assert bus1.trip.start_date == SERVICE_NOW.strftime("%Y%m%d")
+    assert bus1.stop_id.startswith("BN")
+    again = await client.get("/gtfs-rt/vehicle-positions",
+                             headers={"If-None-Match": response.headers["etag"]})  # fmt: skip
+    assert again.status_code == 304
+    assert again.content == b""
+    readable = await get_json(client, "/gtfs-rt/vehicle-positions?format=json")
+    assert {e["id"] for e in readable["entity"]} == set(by_id)
+    updates = rt.FeedMessage()
+    updates.ParseFromString((await client.get("/gtfs-rt/trip-updates")).content)
+    trips = {e.trip_update.trip.trip_id for e in updates.entity}
+    assert "B_N_0800" in trips
+    alerts = await client.get("/gtfs-rt/alerts?format=json")
+    assert alerts.status_code == 200
+    assert alerts.json()["header"]["gtfs_realtime_version"] == "2.0"
+    assert (await client.get("/gtfs-rt/alerts?format=xml")).status_code == 422
 
 
 # --- the error mapping -------------------------------------------------------------------

@@ -16,7 +16,8 @@ parameter, 503 database unavailable). The OpenAPI docs are at ``/docs``.
 One module per part, each with its router: `tracker.api.health`, `tracker.api.vehicles`,
 `tracker.api.network` (routes and stops), `tracker.api.arrivals` (predictions, their accuracy,
 stop events), `tracker.api.operator` (fleet, problems, history, counters),
-`tracker.api.operations` (headways, alerts, detours, time–distance); what they share is in
+`tracker.api.operations` (headways, alerts, detours, time–distance), `tracker.api.gtfs_rt`
+(GTFS-realtime feeds); what they share is in
 `tracker.api.deps`.
 
 Derived data that only depends on the network (the whole network as GeoJSON, the route list,
@@ -27,8 +28,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tracker.api import arrivals, health, network, operations, operator, vehicles
+from tracker.api import arrivals, gtfs_rt, health, network, operations, operator, vehicles
 
 router = APIRouter()
-for part in (health, vehicles, network, arrivals, operator, operations):
+for part in (health, vehicles, network, arrivals, operator, operations, gtfs_rt):
     router.include_router(part.router)

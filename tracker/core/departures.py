@@ -164,7 +164,7 @@ def locate_run(
     trip_idx = network.trip_index.get(trip_id)
     if trip_idx is None:
         return None
-    runs, starts_s, ends_s = _runs_by_start(network, trip_idx)
+    runs, starts_s, ends_s = runs_by_start(network, trip_idx)
     if not runs:
         return None
     first = runs[0]
@@ -195,7 +195,7 @@ _RUNS_BY_START: weakref.WeakKeyDictionary[Network, dict[int, RunsByStart]]
 _RUNS_BY_START = weakref.WeakKeyDictionary()
 
 
-def _runs_by_start(network: Network, trip_idx: int) -> RunsByStart:
+def runs_by_start(network: Network, trip_idx: int) -> RunsByStart:
     """The trip's runs sorted by their start, their starts and ends (cached per network)."""
     cache = _RUNS_BY_START.setdefault(network, {})
     found = cache.get(trip_idx)

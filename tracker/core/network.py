@@ -54,6 +54,7 @@ class Trip:
     pattern_idx: int
     block_id: str  # "" when none
     headsign: str
+    stop_sequences: tuple[int, ...]  # stop_times.txt's stop_sequence of each stop, in order
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,7 @@ def build_network(path: Path, *, feed_hash: str = "") -> Network:
                 pattern_idx=pattern_idx,
                 block_id=_text(t, "block_id"),
                 headsign=_text(t, "trip_headsign"),
+                stop_sequences=tuple(int(x) for x in st["stop_sequence"].tolist()),
             )
         )
         trip_rows.append((pattern_idx, arrival, departure))

@@ -22,7 +22,7 @@ from tracker.errors import FeedError
 log = logging.getLogger(__name__)
 
 # Bump when the prepared format or the preparation changes, so stale caches are not used.
-NETWORK_FORMAT = 4
+NETWORK_FORMAT = 5
 
 
 def default_cache_dir() -> Path:
