@@ -265,6 +265,7 @@ def _next_stop_by_schedule(
     elif v.delay_s is not None and math.isfinite(v.delay_s):
         stop.arrival.delay = round(v.delay_s)
         stop.departure.delay = round(v.delay_s)
+        stop.schedule_relationship = _STU.SCHEDULED
     else:
         stop.schedule_relationship = _STU.NO_DATA
 
