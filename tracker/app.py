@@ -21,6 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
+from fastapi_offline import FastAPIOffline
 
 from tracker.api.errors import install_error_handlers
 from tracker.api.http import router as http_router
@@ -125,7 +126,9 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
                     for task in background:
                         task.cancel()
 
-    app = FastAPI(
+    # The API docs' pages (Swagger UI at /docs, ReDoc at /redoc) with their scripts and styles
+    # served from the fastapi-offline package, not a CDN: they work without internet.
+    app = FastAPIOffline(
         title="Bus tracker",
         summary="Live bus positions matched to GTFS routes, trips and schedules.",
         lifespan=lifespan,

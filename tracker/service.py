@@ -25,6 +25,7 @@ second copy of a (vehicle, timestamp).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
 import math
@@ -64,6 +65,28 @@ class Problem:
     detail: str
 
 
+BATCH_EDGES_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LATENCY_EDGES_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Histogram:
+    """Counts of observed values below each edge, their sum and count (for `/metrics`, which
+    turns them into a Prometheus histogram; cheap enough to observe every message)."""
+
+    __slots__ = ("count", "counts", "edges", "total")
+
+    def __init__(self, edges: Sequence[float]) -> None:
+        self.edges = tuple(edges)
+        self.counts = [0] * (len(self.edges) + 1)  # the last: above every edge
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.edges, value)] += 1
+        self.count += 1
+        self.total += value
+
+
 @dataclass
 class PipelineStats:
     """Counters since start. Volumes are counted here, never logged per message."""
@@ -80,6 +103,9 @@ class PipelineStats:
     last_batch_size: int = 0
     last_batch_s: float = 0.0  # wall time to decode + match + hand over one batch
     max_batch_s: float = 0.0
+    batch_seconds: Histogram = field(default_factory=lambda: Histogram(BATCH_EDGES_S))
+    # from receiving a message to handing its answer to the hub (`/metrics`)
+    latency_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_EDGES_S))
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +303,9 @@ class Pipeline:
         self.writer.submit(kept + stored_only, received_at_s=now_s, revised=revised,
                            stop_events=step.stop_events)  # store  # fmt: skip
         self.hub.publish(LiveVehicle.from_match(p, m) for p, m in kept)  # broadcast
+        handed_s = time.time()
+        for message in messages:
+            self.stats.latency_seconds.observe(handed_s - message.received_at_s)
         self.hub.revise(revised)
         self.insight.update(step)  # predictions, headways, alerts: for the API
         if step.assessment is not None:
@@ -370,3 +399,5 @@ class Pipeline:
         stats.last_batch_size = messages
         stats.last_batch_s = seconds
         stats.max_batch_s = max(stats.max_batch_s, seconds)
+        if messages:
+            stats.batch_seconds.observe(seconds)

@@ -35,6 +35,7 @@ import shapely.geometry
 from fastapi import FastAPI
 from google.transit import gtfs_realtime_pb2 as rt
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client.parser import text_string_to_metric_families
 
 from simulator.publish import MqttPublisher
 from tests import feeds
@@ -217,6 +218,7 @@ async def test_every_endpoint_against_real_servers(
         await _check_config(client, settings)
         await _check_docs(client)
         await _check_gtfs_rt(client)
+        await _check_metrics(client, pings)
 
         mosquitto.stop()
 
@@ -487,6 +489,7 @@ async def _check_docs(client: httpx.AsyncClient) -> None:
         "/api/routes/{route_id}", "/api/network.geojson", "/api/stops", "/api/stops/{stop_id}",
         "/api/fleet", "/api/problems", "/api/history", "/api/history/bounds", "/api/stats",
         "/api/config", "/gtfs-rt/vehicle-positions", "/gtfs-rt/trip-updates", "/gtfs-rt/alerts",
+        "/metrics",
     }  # fmt: skip
     assert (await client.get("/docs")).status_code == 200
 
@@ -522,6 +525,29 @@ async def _check_gtfs_rt(client: httpx.AsyncClient) -> None:
     assert alerts.status_code == 200
     assert alerts.json()["header"]["gtfs_realtime_version"] == "2.0"
     assert (await client.get("/gtfs-rt/alerts?format=xml")).status_code == 422
+
+
+async def _check_metrics(client: httpx.AsyncClient, pings: Sequence[Ping]) -> None:
+    """/metrics in the Prometheus format says what /api/stats says."""
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    stats = await get_json(client, "/api/stats")
+    for state, n in stats["pipeline"]["by_state"].items():
+        assert samples[("bus_tracker_pings_matched_total", (("state", state),))] == n
+    assert samples[("bus_tracker_pings_rejected_total", (("reason", "malformed"),))] == 1
+    assert samples[("bus_tracker_pings_stored_total", ())] == len(pings)
+    assert samples[("bus_tracker_mqtt_connected", ())] == 1
+    # every message received went through the pipeline's latency histogram
+    latency = samples[("bus_tracker_receive_to_push_seconds_count", ())]
+    assert latency == stats["pipeline"]["messages"]
+    assert samples[("bus_tracker_receive_to_push_seconds_bucket", (("le", "+Inf"),))] == latency
+    assert samples[("bus_tracker_batch_duration_seconds_count", ())] >= 1
 
 
 # --- the error mapping -------------------------------------------------------------------

@@ -17,7 +17,7 @@ One module per part, each with its router: `tracker.api.health`, `tracker.api.ve
 `tracker.api.network` (routes and stops), `tracker.api.arrivals` (predictions, their accuracy,
 stop events), `tracker.api.operator` (fleet, problems, history, counters),
 `tracker.api.operations` (headways, alerts, detours, time–distance), `tracker.api.gtfs_rt`
-(GTFS-realtime feeds); what they share is in
+(GTFS-realtime feeds), `tracker.api.metrics` (Prometheus); what they share is in
 `tracker.api.deps`.
 
 Derived data that only depends on the network (the whole network as GeoJSON, the route list,
@@ -28,8 +28,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tracker.api import arrivals, gtfs_rt, health, network, operations, operator, vehicles
+from tracker.api import (
+    arrivals,
+    gtfs_rt,
+    health,
+    metrics,
+    network,
+    operations,
+    operator,
+    vehicles,
+)
 
 router = APIRouter()
-for part in (health, vehicles, network, arrivals, operator, operations, gtfs_rt):
+for part in (health, vehicles, network, arrivals, operator, operations, gtfs_rt, metrics):
     router.include_router(part.router)
