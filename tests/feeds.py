@@ -67,6 +67,70 @@ def write_feed(path: Path, tables: dict[str, list[dict[str, object]]]) -> Path:
     return path
 
 
+def weekday_tables() -> Tables:
+    """An agency in Casablanca's time zone and the weekday service "WK" of 2026, to add to."""
+    agency: Row = {"agency_id": "A", "agency_name": "Test Transit"}
+    agency |= {"agency_url": "https://example.com", "agency_timezone": "Africa/Casablanca"}
+    calendar: Row = {"service_id": "WK", "start_date": "20260101", "end_date": "20261231"}
+    for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"):
+        calendar[day] = int(day not in ("saturday", "sunday"))
+    return {"agency": [agency], "calendar": [calendar]}
+
+
+def add_straight_route(
+    tables: Tables,
+    route_id: str,
+    *,
+    north_m: float,
+    length_m: int,
+    stop_every_m: int,
+    starts: Sequence[int],
+    trip_s: int,
+    long_name: str,
+    color: str | None = None,
+    headsign: str | None = None,
+    headway_until_s: int | None = None,
+    headway_s: int | None = None,
+) -> None:
+    """Route `route_id` (direction_id 0) on shape "{route_id}_line", straight east from
+    CASABLANCA, `north_m` north of it; stops "{route_id}0", "{route_id}1", ... every
+    `stop_every_m`; a trip "{route_id}_HHMM" per start of `starts`, `trip_s` long, times in
+    proportion to distance (arrival = departure). With `headway_until_s` and `headway_s`: one
+    headway-only trip from `starts[0]` (frequencies.txt, exact_times 0) instead."""
+    route: Row = {"route_id": route_id, "agency_id": "A", "route_type": 3}
+    route |= {"route_short_name": route_id, "route_long_name": long_name}
+    if color is not None:
+        route["route_color"] = color
+    tables.setdefault("routes", []).append(route)
+    for seq, east_m in enumerate((0.0, float(length_m)), start=1):
+        lat, lon = offset_latlon(*CASABLANCA, east_m, north_m)
+        point: Row = {"shape_id": f"{route_id}_line", "shape_pt_sequence": seq}
+        tables.setdefault("shapes", []).append(point | {"shape_pt_lat": lat, "shape_pt_lon": lon})
+    dists = range(0, length_m + 1, stop_every_m)
+    for i, dist in enumerate(dists):
+        lat, lon = offset_latlon(*CASABLANCA, float(dist), north_m)
+        stop: Row = {"stop_id": f"{route_id}{i}", "stop_name": f"Stop {route_id}{i}"}
+        tables.setdefault("stops", []).append(stop | {"stop_lat": lat, "stop_lon": lon})
+    if headway_until_s is not None and headway_s is not None:
+        starts = starts[:1]
+        window: Row = {"trip_id": f"{route_id}_{hms(starts[0])[:5].replace(':', '')}"}
+        window |= {"start_time": hms(starts[0]), "end_time": hms(headway_until_s)}
+        window |= {"headway_secs": headway_s, "exact_times": 0}
+        tables.setdefault("frequencies", []).append(window)
+    for start in starts:
+        trip_id = f"{route_id}_{hms(start)[:5].replace(':', '')}"
+        trip: Row = {"route_id": route_id, "service_id": "WK", "trip_id": trip_id}
+        trip |= {"direction_id": 0, "shape_id": f"{route_id}_line"}
+        if headsign is not None:
+            trip["trip_headsign"] = headsign
+        tables.setdefault("trips", []).append(trip)
+        for i, dist in enumerate(dists):
+            at = hms(start + round(trip_s * dist / length_m))
+            call: Row = {"trip_id": trip_id, "arrival_time": at, "departure_time": at}
+            call |= {"stop_id": f"{route_id}{i}", "stop_sequence": i + 1}
+            tables.setdefault("stop_times", []).append(call)
+
+
 def offset_latlon(lat0: float, lon0: float, east_m: float, north_m: float) -> tuple[float, float]:
     """The (lat, lon) `east_m` east and `north_m` north of (lat0, lon0), equirectangular."""
     lat = lat0 + math.degrees(north_m / EARTH_RADIUS_M)

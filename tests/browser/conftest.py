@@ -116,11 +116,7 @@ def tracker(
             pytest.fail("no simulated bus reached the tracker")
         yield running
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         log.close()
 
 
@@ -192,12 +188,7 @@ def corridor(
             time.sleep(0.5)
         yield running
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 
@@ -223,6 +214,16 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
         yield opened
     finally:
         await context.close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as a user stops the tracker; killed if it has not ended in 30 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def screenshot_path(name: str) -> Path:

@@ -84,49 +84,19 @@ TOPIC_PREFIX = "browser-corridor/v1/vehicles"
 
 def corridor_feed(folder: Path) -> Path:
     """``browser_corridor.zip``: routes "C" (timetabled) and "F" (frequency), see the module."""
-    agency: feeds.Row = {"agency_id": "A", "agency_name": "Test Transit"}
-    agency |= {"agency_url": "https://example.com", "agency_timezone": "Africa/Casablanca"}
-    calendar: feeds.Row = {"service_id": "WK", "start_date": "20260101", "end_date": "20261231"}
-    for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"):
-        calendar[day] = int(day not in ("saturday", "sunday"))
-    tables: feeds.Tables = {"agency": [agency], "calendar": [calendar]}
+    tables = feeds.weekday_tables()
     first, last = 7 * 3600, int(9.5 * 3600)
     for route_id, north_m, color, name in (
         ("C", 0.0, "1F5FA8", "Corridor (timetabled)"),
         ("F", 2000.0, "2E7D32", "Frequent line"),
     ):
-        route: feeds.Row = {"route_id": route_id, "agency_id": "A", "route_type": 3}
-        route |= {"route_short_name": route_id, "route_long_name": name, "route_color": color}
-        tables.setdefault("routes", []).append(route)
-        for seq, east_m in enumerate((0.0, float(LENGTH_M)), start=1):
-            lat, lon = feeds.offset_latlon(*feeds.CASABLANCA, east_m, north_m)
-            point: feeds.Row = {"shape_id": f"{route_id}_line", "shape_pt_sequence": seq}
-            tables.setdefault("shapes", []).append(
-                point | {"shape_pt_lat": lat, "shape_pt_lon": lon}
-            )
-        dists = range(0, LENGTH_M + 1, STOP_EVERY_M)
-        for i, dist in enumerate(dists):
-            lat, lon = feeds.offset_latlon(*feeds.CASABLANCA, float(dist), north_m)
-            stop: feeds.Row = {"stop_id": f"{route_id}{i}", "stop_name": f"Stop {route_id}{i}"}
-            tables.setdefault("stops", []).append(stop | {"stop_lat": lat, "stop_lon": lon})
-        starts = list(range(first, last + 1, HEADWAY_S))
-        if route_id == "F":
-            starts = starts[:1]
-            window: feeds.Row = {"trip_id": "F_0700", "start_time": feeds.hms(first)}
-            window |= {"end_time": feeds.hms(last), "headway_secs": HEADWAY_S, "exact_times": 0}
-            tables["frequencies"] = [window]
-        for start in starts:
-            trip_id = f"{route_id}_{feeds.hms(start)[:5].replace(':', '')}"
-            trip: feeds.Row = {"route_id": route_id, "service_id": "WK", "trip_id": trip_id}
-            tables.setdefault("trips", []).append(
-                trip | {"direction_id": 0, "shape_id": f"{route_id}_line",
-                        "trip_headsign": f"{route_id} East end"}
-            )  # fmt: skip
-            for i, dist in enumerate(dists):
-                at = feeds.hms(start + round(TRIP_S * dist / LENGTH_M))
-                call: feeds.Row = {"trip_id": trip_id, "arrival_time": at, "departure_time": at}
-                call |= {"stop_id": f"{route_id}{i}", "stop_sequence": i + 1}
-                tables.setdefault("stop_times", []).append(call)
+        feeds.add_straight_route(
+            tables, route_id, north_m=north_m, length_m=LENGTH_M, stop_every_m=STOP_EVERY_M,
+            starts=range(first, last + 1, HEADWAY_S), trip_s=TRIP_S, long_name=name,
+            color=color, headsign=f"{route_id} East end",
+            headway_until_s=last if route_id == "F" else None,
+            headway_s=HEADWAY_S if route_id == "F" else None,
+        )  # fmt: skip
     return feeds.write_feed(folder / "browser_corridor.zip", tables)
 
 

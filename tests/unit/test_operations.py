@@ -72,51 +72,18 @@ def corridor_feed(folder: Path, *, frequency: bool = False) -> Path:
     500 m; trips every 10 min from 07:00 to 09:00, 11 min each. No test drives a bus on it: it
     stands for the routes of a feed that a city does not track.
     """
-    agency: feeds.Row = {"agency_id": "A", "agency_name": "Test Transit"}
-    agency |= {"agency_url": "https://example.com", "agency_timezone": "Africa/Casablanca"}
-    calendar: feeds.Row = {"service_id": "WK", "start_date": "20260101", "end_date": "20261231"}
-    for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"):
-        calendar[day] = int(day not in ("saturday", "sunday"))
-    tables: feeds.Tables = {"agency": [agency], "calendar": [calendar]}
+    tables = feeds.weekday_tables()
     for route_id, north_m, length_m, stop_every_m, every_min, trip_s in (
         ("C", 0.0, LENGTH_M, 400, 6, TRIP_S),
         ("U", 2000.0, 3000, 500, 10, 660),
     ):
-        route: feeds.Row = {"route_id": route_id, "agency_id": "A", "route_type": 3}
-        route |= {"route_short_name": route_id, "route_long_name": f"Route {route_id}"}
-        tables.setdefault("routes", []).append(route)
-        for seq, east_m in enumerate((0.0, float(length_m)), start=1):
-            lat, lon = feeds.offset_latlon(*feeds.CASABLANCA, east_m, north_m)
-            point: feeds.Row = {"shape_id": f"{route_id}_line", "shape_pt_sequence": seq}
-            tables.setdefault("shapes", []).append(
-                point | {"shape_pt_lat": lat, "shape_pt_lon": lon}
-            )
-        dists = range(0, length_m + 1, stop_every_m)
-        for i, dist in enumerate(dists):
-            lat, lon = feeds.offset_latlon(*feeds.CASABLANCA, float(dist), north_m)
-            stop: feeds.Row = {"stop_id": f"{route_id}{i}", "stop_name": f"Stop {route_id}{i}"}
-            tables.setdefault("stops", []).append(stop | {"stop_lat": lat, "stop_lon": lon})
-        starts = list(range(7 * 3600, 9 * 3600 + 1, every_min * 60))
-        if frequency and route_id == "C":
-            starts = starts[:1]
-            window: feeds.Row = {"trip_id": "C_0700", "start_time": "07:00:00"}
-            window |= {"end_time": "09:00:00", "headway_secs": 360, "exact_times": 0}
-            tables["frequencies"] = [window]
-        for start in starts:
-            trip_id = f"{route_id}_{feeds.hms(start)[:5].replace(':', '')}"
-            trip: feeds.Row = {"route_id": route_id, "service_id": "WK", "trip_id": trip_id}
-            tables.setdefault("trips", []).append(
-                trip | {"direction_id": 0, "shape_id": f"{route_id}_line"}
-            )
-            for i, dist in enumerate(dists):
-                time = feeds.hms(start + round(trip_s * dist / length_m))
-                call: feeds.Row = {"trip_id": trip_id, "arrival_time": time}
-                call |= {
-                    "departure_time": time,
-                    "stop_id": f"{route_id}{i}",
-                    "stop_sequence": i + 1,
-                }
-                tables.setdefault("stop_times", []).append(call)
+        headway = frequency and route_id == "C"
+        feeds.add_straight_route(
+            tables, route_id, north_m=north_m, length_m=length_m, stop_every_m=stop_every_m,
+            starts=range(7 * 3600, 9 * 3600 + 1, every_min * 60), trip_s=trip_s,
+            long_name=f"Route {route_id}", headway_until_s=9 * 3600 if headway else None,
+            headway_s=360 if headway else None,
+        )  # fmt: skip
     name = "corridor_frequency.zip" if frequency else "corridor.zip"
     return feeds.write_feed(folder / name, tables)
 

@@ -15,10 +15,10 @@ Each feed is a FULL_DATASET with the header's timestamp at `now_s`:
 - **TripUpdates**: one entity per trip a vehicle is on or will run next in its block: arrival
   times at the stops ahead from the predictions (the median, `uncertainty` half the p10–p90
   range; at a trip's first stop the departure), each with its GTFS stop_sequence and stop_id;
-  without predictions, the trip's current delay at its next stop (consumers carry it on), or
-  NO_DATA there on a headway-only trip. The trip's `delay` is set where it has a timetable. Two
-  buses on one trip (a headway-only trip's departures are told apart by the schedule only) get
-  one TripUpdate each.
+  without predictions, the next stop only: the trip's current delay there (consumers carry it
+  on; NO_DATA without one), or on a headway-only trip its template's running time from where the
+  bus is. The trip's `delay` is set where it has a timetable. Each trip is paired with one bus
+  (`place`), in the same order in both feeds.
 - **Alerts**: what affects riders: a bus on a detour (DETOUR on its route) and frequency lines
   short of buses (REDUCED_SERVICE).
 """

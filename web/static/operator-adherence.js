@@ -8,7 +8,7 @@
 // An ES module imported by operator.js, which calls sampleAdherence after each /api/fleet poll;
 // uses common.js's global `BT`.
 
-import { $, page, number, shareText, setText } from "./operator-state.js";
+import { $, page, number, shareText, setText, clearCanvas } from "./operator-state.js";
 
 const WINDOW_S = 3600;
 
@@ -67,16 +67,7 @@ export function drawAdherence() {
   if (!samples.length) return;
   setText($("adherence-since"), BT.t("ad_since", { time: BT.timeText(firstS) }));
   const canvas = $("adherence-chart");
-  const width = canvas.clientWidth || 600;
-  const height = canvas.clientHeight || 150;
-  const ratio = window.devicePixelRatio || 1;
-  if (canvas.width !== Math.round(width * ratio)) canvas.width = Math.round(width * ratio);
-  if (canvas.height !== Math.round(height * ratio)) canvas.height = Math.round(height * ratio);
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, width, height);
-  ctx.direction = "ltr";
-  ctx.font = "11px system-ui, sans-serif";
+  const { ctx, width, height } = clearCanvas(canvas, 150);
   const pad = { left: 44, right: 10, top: 8, bottom: 22 };
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;

@@ -5,7 +5,7 @@
 
 import {
   $, page, ON_TIME_EARLY_S, ON_TIME_LATE_S, percentile, number, minutesText, isStale,
-  countedDelays, setError, apiError,
+  countedDelays, setError, apiError, clearCanvas,
 } from "./operator-state.js";
 
 const CHART_WINDOW_S = 3600;
@@ -78,16 +78,7 @@ function chartScale(samples) {
 
 export function drawChart() {
   const canvas = $("delay-chart");
-  const width = canvas.clientWidth || 600;
-  const height = canvas.clientHeight || 180;
-  const ratio = window.devicePixelRatio || 1;
-  if (canvas.width !== Math.round(width * ratio)) canvas.width = Math.round(width * ratio);
-  if (canvas.height !== Math.round(height * ratio)) canvas.height = Math.round(height * ratio);
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, width, height);
-  ctx.direction = "ltr";
-  ctx.font = "11px system-ui, sans-serif";
+  const { ctx, width, height } = clearCanvas(canvas, 180);
   const samples = page.samples;
   const now = BT.serverNow();
   const pad = { left: 44, right: 10, top: 10, bottom: 22 };

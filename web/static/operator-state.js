@@ -105,6 +105,22 @@ export function shortId(id) {
   return id.length <= 20 ? id : `${id.slice(0, 4)}…${id.slice(-12)}`;
 }
 
+// A chart's <canvas> sized to its box at the screen's pixel ratio, cleared, for drawing in CSS
+// pixels: {ctx, width, height}.
+export function clearCanvas(canvas, defaultHeight) {
+  const width = canvas.clientWidth || 600;
+  const height = canvas.clientHeight || defaultHeight;
+  const ratio = window.devicePixelRatio || 1;
+  if (canvas.width !== Math.round(width * ratio)) canvas.width = Math.round(width * ratio);
+  if (canvas.height !== Math.round(height * ratio)) canvas.height = Math.round(height * ratio);
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  ctx.direction = "ltr";
+  ctx.font = "11px system-ui, sans-serif";
+  return { ctx, width, height };
+}
+
 export function setText(el, text) {
   if (el.textContent !== text) el.textContent = text;
 }
