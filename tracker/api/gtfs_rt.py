@@ -9,11 +9,11 @@ header timestamp and ETag while what it says has not changed, so a poller's
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -40,68 +40,66 @@ class Format(enum.StrEnum):
     JSON = "json"
 
 
-FEEDS = ("vehicle-positions", "trip-updates", "alerts")
-
-
 @dataclass
 class _Built:
-    feed: rt.FeedMessage
     body: bytes
     etag: str
-    content: bytes  # digest of what it says (the header's timestamp left out)
+    content: bytes  # digest of the entities (what it says, whenever it was built)
+    _feed: rt.FeedMessage | None = None
+
+    @property
+    def feed(self) -> rt.FeedMessage:  # for ?format=json, parsed on first use
+        if self._feed is None:
+            self._feed = rt.FeedMessage()
+            self._feed.ParseFromString(self.body)
+        return self._feed
 
 
 class FeedCache:
     """The last build of the feeds (see the module); one per app. The three are built together,
-    from one moment's vehicles, predictions and alerts, so that they agree."""
+    from one moment's vehicles, predictions and alerts (so that they agree), in a worker thread
+    (so that the event loop goes on), by a `FeedBuilder` that re-encodes only the vehicles whose
+    state or predictions changed."""
 
-    def __init__(self, make: Callable[[], dict[str, rt.FeedMessage]], tick_s: float) -> None:
-        self.make = make
+    def __init__(
+        self, network: Network, hub: Hub, insight: Insight, settings: Settings, tick_s: float
+    ) -> None:
+        self.builder = build.FeedBuilder(network)
+        self.hub = hub
+        self.insight = insight
+        self.settings = settings
         self.tick_s = tick_s
         self._built: dict[str, _Built] = {}
         self._built_at = -math.inf  # monotonic
+        self._lock = asyncio.Lock()
         self.builds = 0
 
-    def get(self, name: str) -> _Built:
-        now = time.monotonic()
-        if now - self._built_at >= self.tick_s:
-            self._built_at = now
-            self.builds += 1
-            for feed_name, feed in self.make().items():
-                self._keep(feed_name, feed)
+    async def get(self, name: str) -> _Built:
+        async with self._lock:  # one build at a time; the pollers that came meanwhile share it
+            if time.monotonic() - self._built_at >= self.tick_s:
+                now_s = self.settings.now()
+                vehicles = list(self.hub.vehicles().values())  # this moment's, on the loop
+                predictions = {v.vehicle_id: self.insight.of_vehicle(v.vehicle_id, now_s)
+                               for v in vehicles}  # fmt: skip
+                alerts = self.insight.alerts()
+                built = await asyncio.to_thread(
+                    self.builder.build, vehicles, predictions, alerts, now_s,
+                    stale_after_s=self.settings.stale_after_s,
+                )  # fmt: skip
+                self._built_at = time.monotonic()
+                self.builds += 1
+                for feed_name, (top, entities) in built.items():
+                    self._keep(feed_name, top, entities)
         return self._built[name]
 
-    def _keep(self, name: str, feed: rt.FeedMessage) -> None:
-        stamp = feed.header.timestamp
-        feed.header.timestamp = 0  # what it says, whenever it was built
-        content = hashlib.blake2b(feed.SerializeToString(deterministic=True),
-                                  digest_size=16).digest()  # fmt: skip
-        feed.header.timestamp = stamp
+    def _keep(self, name: str, top: bytes, entities: bytes) -> None:
+        content = hashlib.blake2b(entities, digest_size=16).digest()
         found = self._built.get(name)
         if found is not None and found.content == content:  # unchanged: same bytes and ETag
             return
-        body = feed.SerializeToString(deterministic=True)
+        body = top + entities
         etag = f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
-        self._built[name] = _Built(feed, body, etag, content)
-
-
-def build_feeds(
-    network: Network, hub: Hub, insight: Insight, settings: Settings
-) -> dict[str, rt.FeedMessage]:
-    """The three feeds, now."""
-    now_s = settings.now()
-    vehicles = hub.vehicles()
-    predictions = {v: insight.of_vehicle(v, now_s) for v in vehicles}
-    stale_after_s = settings.stale_after_s
-    return {
-        "vehicle-positions": build.vehicle_positions(
-            network, vehicles.values(), now_s, stale_after_s=stale_after_s
-        ),
-        "trip-updates": build.trip_updates(
-            network, vehicles.values(), predictions, now_s, stale_after_s=stale_after_s
-        ),
-        "alerts": build.alerts(network, insight.alerts(), now_s),
-    }
+        self._built[name] = _Built(body, etag, content)
 
 
 def get_feed_cache(
@@ -110,7 +108,7 @@ def get_feed_cache(
     cache = getattr(request.app.state, "gtfs_rt_feeds", None)
     if not isinstance(cache, FeedCache):
         cache = request.app.state.gtfs_rt_feeds = FeedCache(
-            lambda: build_feeds(network, hub, insight, settings), FEED_TICK_S
+            network, hub, insight, settings, FEED_TICK_S
         )
     return cache
 
@@ -144,7 +142,7 @@ async def vehicle_positions(
     request: Request, cache: FeedCacheDep, format: FormatQuery = Format.PROTOBUF
 ) -> Response:
     """Every vehicle seen in the last `stale_after_s`: position, trip, stop and status."""
-    return _answer(request, cache.get("vehicle-positions"), format, cache.tick_s)
+    return _answer(request, await cache.get("vehicle-positions"), format, cache.tick_s)
 
 
 @router.get("/trip-updates", responses=_PROTOBUF_RESPONSE, response_class=Response)
@@ -153,7 +151,7 @@ async def trip_updates(
 ) -> Response:
     """The trips buses are on and will run next: predicted arrivals at the stops ahead, with
     their uncertainty, else the current delay."""
-    return _answer(request, cache.get("trip-updates"), format, cache.tick_s)
+    return _answer(request, await cache.get("trip-updates"), format, cache.tick_s)
 
 
 @router.get("/alerts", responses=_PROTOBUF_RESPONSE, response_class=Response)
@@ -161,4 +159,4 @@ async def alerts(
     request: Request, cache: FeedCacheDep, format: FormatQuery = Format.PROTOBUF
 ) -> Response:
     """What affects riders: detours, and frequency lines short of buses."""
-    return _answer(request, cache.get("alerts"), format, cache.tick_s)
+    return _answer(request, await cache.get("alerts"), format, cache.tick_s)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from google.transit import gtfs_realtime_pb2 as rt
@@ -68,7 +68,11 @@ def header(feed: rt.FeedMessage, now_s: float) -> None:
 
 
 def place(
-    network: Network, vehicles: Iterable[LiveVehicle], now_s: float, stale_after_s: float
+    network: Network,
+    vehicles: Iterable[LiveVehicle],
+    now_s: float,
+    stale_after_s: float,
+    locate_one: Callable[[LiveVehicle], OnTrip | None] | None = None,
 ) -> list[tuple[LiveVehicle, OnTrip | None]]:
     """The vehicles seen in the last `stale_after_s`, by id, each with where it is in the
     timetable (None: on no trip of the feed).
@@ -79,7 +83,8 @@ def place(
     timetabled trip: the one seen last keeps it, the other is told without a trip."""
     shown = sorted((v for v in vehicles if now_s - v.observed_at_s <= stale_after_s),
                    key=lambda v: v.vehicle_id)  # fmt: skip
-    placed = [(v, locate(network, v)) for v in shown]
+    find = locate_one or (lambda v: locate(network, v))
+    placed = [(v, find(v)) for v in shown]
     sharing: dict[tuple[str, dt.date], list[int]] = {}
     for i, (v, on) in enumerate(placed):
         if on is not None and math.isfinite(float(network.runs.headway_s[on.located.run])):
@@ -161,34 +166,177 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+FEEDS = ("vehicle-positions", "trip-updates", "alerts")
+
+
+class FeedBuilder:
+    """Builds the three feeds as protobuf bytes, keeping each vehicle's entities while its
+    state and predictions stay the same objects (a bus reports every few seconds, the feeds are
+    built every second), so that a build encodes only what changed.
+
+    The bytes of a FeedMessage are its header's then its entities' encodings one after the
+    other; each vehicle's are kept encoded, as a FeedMessage holding those entities only."""
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self._located: dict[str, tuple[LiveVehicle, OnTrip | None]] = {}
+        self._positions: dict[str, tuple[LiveVehicle, OnTrip | None, bytes]] = {}
+        # vehicle -> (its state, where, its predictions, the entity of its trip, its next trips')
+        self._updates: dict[
+            str, tuple[LiveVehicle, OnTrip, Sequence[Prediction], bytes, list[tuple[str, bytes]]]
+        ] = {}
+
+    def build(
+        self,
+        vehicles: Iterable[LiveVehicle],
+        predictions: Mapping[str, Sequence[Prediction]],
+        live_alerts: Iterable[Alert],
+        now_s: float,
+        *,
+        stale_after_s: float,
+    ) -> dict[str, tuple[bytes, bytes]]:
+        """Each feed's (header, entities) bytes: the message is their concatenation."""
+        placed = place(self.network, vehicles, now_s, stale_after_s, self._locate)
+        seen = {v.vehicle_id for v, _ in placed}
+        for cache in (self._located, self._positions, self._updates):
+            for gone in [k for k in cache if k not in seen]:
+                del cache[gone]
+        head = rt.FeedMessage()
+        header(head, now_s)
+        top = head.SerializeToString(deterministic=True)
+        return {
+            "vehicle-positions": (top, self._vehicle_positions(placed)),
+            "trip-updates": (top, self._trip_updates(placed, predictions, now_s)),
+            "alerts": (top, alerts(self.network, live_alerts, now_s).SerializePartialToString(
+                deterministic=True)),
+        }  # fmt: skip
+
+    def _locate(self, v: LiveVehicle) -> OnTrip | None:
+        found = self._located.get(v.vehicle_id)
+        if found is not None and found[0] is v:
+            return found[1]
+        on = locate(self.network, v)
+        self._located[v.vehicle_id] = (v, on)
+        return on
+
+    def _vehicle_positions(self, placed: list[tuple[LiveVehicle, OnTrip | None]]) -> bytes:
+        chunks: list[bytes] = []
+        for v, on in placed:
+            found = self._positions.get(v.vehicle_id)
+            if found is None or found[0] is not v or found[1] != on:
+                one = rt.FeedMessage()
+                _vehicle_entity(one, self.network, v, on)
+                found = self._positions[v.vehicle_id] = (
+                    v, on, one.SerializePartialToString(deterministic=True))  # fmt: skip
+            chunks.append(found[2])
+        return b"".join(chunks)
+
+    def _trip_updates(
+        self,
+        placed: list[tuple[LiveVehicle, OnTrip | None]],
+        predictions: Mapping[str, Sequence[Prediction]],
+        now_s: float,
+    ) -> bytes:
+        network = self.network
+        chunks: list[bytes] = []
+        done: set[str] = set()
+        later: list[tuple[str, bytes]] = []  # the block's next trips, after every current one
+        for v, on in placed:
+            if on is None:
+                continue
+            made = predictions.get(v.vehicle_id, ())
+            found = self._updates.get(v.vehicle_id)
+            if found is not None and found[0] is v and found[1] == on and found[2] is made:
+                current, ahead = found[3], found[4]
+            else:
+                current, ahead, cached = self._trip_updates_of(v, on, made, now_s)
+                if cached:
+                    self._updates[v.vehicle_id] = (v, on, made, current, ahead)
+            done.add(_entity_id(network, on.located.run, f"{on.located.service_date:%Y%m%d}"))
+            chunks.append(current)
+            later.extend(ahead)
+        for key, chunk in later:
+            if key not in done:
+                done.add(key)
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _trip_updates_of(
+        self, v: LiveVehicle, on: OnTrip, made: Sequence[Prediction], now_s: float
+    ) -> tuple[bytes, list[tuple[str, bytes]], bool]:
+        """The encoded TripUpdate of the trip the vehicle is on, those of its block's next
+        trips (with their entity ids), and whether they may be kept (not made from `now_s`)."""
+        network = self.network
+        run, day = on.located.run, on.located.service_date
+        service_date = f"{day:%Y%m%d}"
+        trip_id = network.trips[int(network.runs.trip_idx[run])].trip_id
+        if any(p.trips_ahead == 0 and (p.trip_id, p.service_date) != (trip_id, service_date)
+               for p in made):  # fmt: skip
+            made = ()  # made while the bus was taken for another trip's: stale
+        by_trip: dict[tuple[str, str], list[Prediction]] = {}
+        for p in made:
+            by_trip.setdefault((p.trip_id, p.service_date), []).append(p)
+        current_predictions = by_trip.pop((trip_id, service_date), [])
+        one = rt.FeedMessage()
+        key = _entity_id(network, run, service_date)
+        update = _trip_update(one, key, network, run, service_date, on.exact_times, v)
+        if current_predictions:
+            _predicted_stops(update, network, run, current_predictions)
+        else:
+            _next_stop_by_schedule(update, network, v, on, now_s)
+        current = one.SerializePartialToString(deterministic=True)
+        ahead: list[tuple[str, bytes]] = []
+        for (_trip_id, date), next_made in by_trip.items():
+            next_run = _run_of_prediction(network, next_made[0])
+            if next_run is None:
+                continue
+            one = rt.FeedMessage()
+            next_key = _entity_id(network, next_run, date)
+            exact = bool(network.runs.exact_times[next_run])
+            update = _trip_update(one, next_key, network, next_run, date, exact, v)
+            _predicted_stops(update, network, next_run, next_made)
+            ahead.append((next_key, one.SerializePartialToString(deterministic=True)))
+        return current, ahead, bool(current_predictions)
+
+
+def _vehicle_entity(
+    feed: rt.FeedMessage, network: Network, v: LiveVehicle, on: OnTrip | None
+) -> None:
+    entity = feed.entity.add()
+    entity.id = v.vehicle_id
+    vp = entity.vehicle
+    vp.vehicle.id = v.vehicle_id
+    vp.timestamp = int(v.observed_at_s)
+    vp.position.latitude = v.lat
+    vp.position.longitude = v.lon
+    if v.bearing_deg is not None and math.isfinite(v.bearing_deg):
+        vp.position.bearing = v.bearing_deg % 360.0
+    if v.speed_mps is not None and math.isfinite(v.speed_mps) and v.speed_mps >= 0:
+        vp.position.speed = v.speed_mps
+    if on is None:
+        return
+    run, day = on.located.run, on.located.service_date
+    _trip_descriptor(network, vp.trip, run, f"{day:%Y%m%d}", on.exact_times)
+    trip = network.trips[int(network.runs.trip_idx[run])]
+    pattern = network.patterns[trip.pattern_idx]
+    vp.current_stop_sequence = trip.stop_sequences[on.next_index]
+    vp.stop_id = pattern.stop_ids[on.next_index]
+    vp.current_status = on.status  # type: ignore[assignment]
+
+
+def message(top: bytes, entities: bytes) -> rt.FeedMessage:
+    """The FeedMessage of a feed's bytes (`FeedBuilder.build`)."""
+    feed = rt.FeedMessage()
+    feed.ParseFromString(top + entities)
+    return feed
+
+
 def vehicle_positions(
     network: Network, vehicles: Iterable[LiveVehicle], now_s: float, *, stale_after_s: float
 ) -> rt.FeedMessage:
-    """The VehiclePositions feed (see the module)."""
-    feed = rt.FeedMessage()
-    header(feed, now_s)
-    for v, on in place(network, vehicles, now_s, stale_after_s):
-        entity = feed.entity.add()
-        entity.id = v.vehicle_id
-        vp = entity.vehicle
-        vp.vehicle.id = v.vehicle_id
-        vp.timestamp = int(v.observed_at_s)
-        vp.position.latitude = v.lat
-        vp.position.longitude = v.lon
-        if v.bearing_deg is not None and math.isfinite(v.bearing_deg):
-            vp.position.bearing = v.bearing_deg % 360.0
-        if v.speed_mps is not None and math.isfinite(v.speed_mps) and v.speed_mps >= 0:
-            vp.position.speed = v.speed_mps
-        if on is None:
-            continue
-        run, day = on.located.run, on.located.service_date
-        _trip_descriptor(network, vp.trip, run, f"{day:%Y%m%d}", on.exact_times)
-        trip = network.trips[int(network.runs.trip_idx[run])]
-        pattern = network.patterns[trip.pattern_idx]
-        vp.current_stop_sequence = trip.stop_sequences[on.next_index]
-        vp.stop_id = pattern.stop_ids[on.next_index]
-        vp.current_status = on.status  # type: ignore[assignment]
-    return feed
+    """The VehiclePositions feed (see the module), built afresh."""
+    built = FeedBuilder(network).build(vehicles, {}, (), now_s, stale_after_s=stale_after_s)
+    return message(*built["vehicle-positions"])
 
 
 def trip_updates(
@@ -199,45 +347,10 @@ def trip_updates(
     *,
     stale_after_s: float,
 ) -> rt.FeedMessage:
-    """The TripUpdates feed (see the module). `predictions`: each vehicle's, soonest first."""
-    feed = rt.FeedMessage()
-    header(feed, now_s)
-    done: set[str] = set()
-    later: list[tuple[LiveVehicle, int, str, list[Prediction]]] = []  # the block's next trips
-    for v, on in place(network, vehicles, now_s, stale_after_s):
-        if on is None:
-            continue
-        run, day = on.located.run, on.located.service_date
-        service_date = f"{day:%Y%m%d}"
-        trip_id = network.trips[int(network.runs.trip_idx[run])].trip_id
-        made = predictions.get(v.vehicle_id, ())
-        if any(p.trips_ahead == 0 and (p.trip_id, p.service_date) != (trip_id, service_date)
-               for p in made):  # fmt: skip
-            made = ()  # made while the bus was taken for another trip's: stale
-        by_trip: dict[tuple[str, str], list[Prediction]] = {}
-        for p in made:
-            by_trip.setdefault((p.trip_id, p.service_date), []).append(p)
-        current = by_trip.pop((trip_id, service_date), [])
-        key = _entity_id(network, run, service_date)
-        done.add(key)  # one vehicle per trip (`place`)
-        update = _trip_update(feed, key, network, run, service_date, on.exact_times, v)
-        if current:
-            _predicted_stops(update, network, run, current)
-        else:
-            _next_stop_by_schedule(update, network, v, on, now_s)
-        for (_trip_id, date), ahead in by_trip.items():
-            next_run = _run_of_prediction(network, ahead[0])
-            if next_run is not None:
-                later.append((v, next_run, date, ahead))
-    for v, next_run, date, ahead in later:  # after every trip a bus is on now
-        key = _entity_id(network, next_run, date)
-        if key in done:
-            continue
-        done.add(key)
-        exact = bool(network.runs.exact_times[next_run])
-        update = _trip_update(feed, key, network, next_run, date, exact, v)
-        _predicted_stops(update, network, next_run, ahead)
-    return feed
+    """The TripUpdates feed (see the module), built afresh. `predictions`: each vehicle's."""
+    built = FeedBuilder(network).build(vehicles, predictions, (), now_s,
+                                       stale_after_s=stale_after_s)  # fmt: skip
+    return message(*built["trip-updates"])
 
 
 def _next_stop_by_schedule(
