@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,6 +105,11 @@ def _demo(args: argparse.Namespace) -> int:
         start_s=args.start,
         **({"gtfs": args.gtfs} if args.gtfs is not None else {}),
     )
+    # `kill`, `timeout` or a service manager stop the demo with SIGTERM: as Ctrl-C, so that the
+    # simulator, the embedded broker and PostgreSQL stop too (uvicorn re-raises the signal it
+    # handled once the app has stopped; Python's default for SIGTERM would end the process
+    # before the demo's own resources are stopped).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         asyncio.run(run_demo(options))
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, once all is stopped

@@ -161,3 +161,30 @@ async def test_the_demo_shows_moving_buses_and_ctrl_c_stops_everything(scratch: 
         f"\ndemo: healthy after {startup_s:.1f} s, {shown} buses in the first snapshot, "
         f"{vehicle_id} moved within {moving_s:.1f} s, stopped {stop_s:.1f} s after Ctrl-C"
     )
+
+
+async def test_sigterm_stops_the_demo_and_all_it_started(scratch: Path) -> None:
+    # `kill`, `timeout` and service managers send SIGTERM to the demo's process alone.
+    port = free_port()
+    log = scratch / "demo.log"
+    command = [sys.executable, "-m", "tracker", "demo", "--port", str(port), "--vehicles", "50"]
+    with log.open("wb") as output:
+        demo = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "TMPDIR": str(scratch)},
+                                stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        await wait_until_healthy(f"http://127.0.0.1:{port}", demo, log)
+        tree = demo_processes(psutil.Process(demo.pid), scratch)
+        commands = [" ".join(p.cmdline()) for p in tree]
+        assert any("simulator" in c for c in commands), commands
+        assert any("postgres" in c for c in commands), commands
+        demo.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(demo.wait, STOP_TIMEOUT_S)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    output_text = log.read_text()
+    assert code == 0, output_text
+    assert "demo stopped" in output_text
+    assert [command for p, command in zip(tree, commands, strict=True) if alive(p)] == []
+    assert list(scratch.glob("bus-tracker-demo-*")) == []
