@@ -377,6 +377,12 @@ class Pipeline:
             rows.append((ping, match))
         return rows
 
+    def reject(self, vehicle_id: str | None, reason: Reason, detail: str) -> None:
+        """A message refused before it reached the queue (an HTTP ingest's that cannot be a
+        position): counted and listed like the pipeline's own rejections."""
+        self.stats.messages += 1
+        self._reject(self.clock(), vehicle_id, reason, detail)
+
     def _reject(self, now_s: float, vehicle_id: str | None, reason: Reason, detail: str) -> None:
         self.stats.rejected_by_reason[reason.value] += 1
         self.problems.append(Problem(now_s, vehicle_id, reason.value, detail))

@@ -17,7 +17,8 @@ One module per part, each with its router: `tracker.api.health`, `tracker.api.ve
 `tracker.api.network` (routes and stops), `tracker.api.arrivals` (predictions, their accuracy,
 stop events), `tracker.api.operator` (fleet, problems, history, counters),
 `tracker.api.operations` (headways, alerts, detours, time–distance), `tracker.api.gtfs_rt`
-(GTFS-realtime feeds), `tracker.api.metrics` (Prometheus); what they share is in
+(GTFS-realtime feeds), `tracker.api.metrics` (Prometheus), `tracker.api.ingest` (phone apps
+in); what they share is in
 `tracker.api.deps`.
 
 Derived data that only depends on the network (the whole network as GeoJSON, the route list,
@@ -32,6 +33,7 @@ from tracker.api import (
     arrivals,
     gtfs_rt,
     health,
+    ingest,
     metrics,
     network,
     operations,
@@ -40,5 +42,6 @@ from tracker.api import (
 )
 
 router = APIRouter()
-for part in (health, vehicles, network, arrivals, operator, operations, gtfs_rt, metrics):
+parts = (health, vehicles, network, arrivals, operator, operations, gtfs_rt, metrics, ingest)
+for part in parts:
     router.include_router(part.router)

@@ -1,0 +1,134 @@
+"""Phone apps in over HTTP (tracker.api.ingest), against a real Mosquitto and PostgreSQL: OsmAnd
+and Traccar Client positions (query, form and JSON), OwnTracks locations, each matched, shown
+and stored as an MQTT ping would be; what cannot be a position is refused with the reason and
+counted; what the pipeline rejects later is counted with the same reasons as MQTT's."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from tests import feeds
+from tests.integration.servers import Mosquitto
+from tests.integration.test_api import (
+    SERVICE_NOW,
+    _position,
+    eventually,
+    get_json,
+    running,
+)
+from tracker.app import create_app
+from tracker.ingest.mqtt import MqttIngest
+from tracker.ingest.phones import KNOT_MPS
+from tracker.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+STEP_S = 10.0
+
+
+async def test_phone_apps_positions_are_matched_shown_and_stored(
+    mosquitto: Mosquitto, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    settings = Settings(
+        broker_url=mosquitto.url,
+        database_url=postgres_url,
+        gtfs=feeds.two_directions_feed(tmp_path),
+        http_port=0,
+        clock_offset_s=SERVICE_NOW.timestamp() - time.time(),
+        batch_interval_s=0.05,
+    )
+    app = create_app(settings)
+    async with running(app) as client:
+        ingest = app.state.ingest
+        assert isinstance(ingest, MqttIngest)
+        network = app.state.network
+        now_s = settings.now()
+        times = [now_s - STEP_S * (5 - k) for k in range(6)]
+        sent = 0
+        for k, t in enumerate(times):  # a phone on B_N_0800 in each of the ways the apps send
+            lat, lon = _position(network, "B_N_0800", t)
+            query: dict[str, str | float] = {"id": "phone-1", "lat": lat, "lon": lon}
+            query |= {"timestamp": round(t), "speed": 10.0, "bearing": 0, "accuracy": 5}
+            if k % 3 == 0:  # OsmAnd: GET with the query
+                response = await client.get("/ingest/osmand", params=query)
+            elif k % 3 == 1:  # Traccar Client: POST of a form
+                response = await client.post(
+                    "/ingest/osmand", content=urlencode(query),
+                    headers={"content-type": "application/x-www-form-urlencoded"},
+                )  # fmt: skip
+            else:  # Traccar Client: JSON, milliseconds and ISO times, speed in m/s
+                iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(round(t)))
+                response = await client.post("/ingest/osmand", json={
+                    "device_id": "phone-1",
+                    "location": {"timestamp": iso, "coords": {
+                        "latitude": lat, "longitude": lon, "speed": 10.0 * KNOT_MPS,
+                        "heading": 0, "accuracy": 5}},
+                })  # fmt: skip
+            assert response.status_code == 200, response.text
+            sent += 1
+            lat, lon = _position(network, "B_S_0800", t)
+            response = await client.post(
+                "/ingest/owntracks",
+                json={"_type": "location", "lat": lat, "lon": lon, "tst": round(t), "vel": 18,
+                      "cog": 180, "acc": 8, "tid": "al"},
+                headers={"X-Limit-U": "alice", "X-Limit-D": "phone"},
+            )  # fmt: skip
+            assert response.status_code == 200, response.text
+            assert response.json() == []
+            sent += 1
+        not_a_position = await client.post(
+            "/ingest/owntracks", json={"_type": "lwt", "tst": round(now_s)},
+            headers={"X-Limit-U": "alice", "X-Limit-D": "phone"},
+        )  # fmt: skip
+        assert (not_a_position.status_code, not_a_position.json()) == (200, [])
+
+        refused = [
+            await client.get("/ingest/osmand", params={"id": "phone-2", "lon": -7.5,
+                                                       "timestamp": round(now_s)}),
+            await client.get("/ingest/osmand", params={"id": "phone-2", "lat": "north",
+                                                       "lon": -7.5, "timestamp": round(now_s)}),
+            await client.post("/ingest/owntracks", json={"_type": "location", "lat": 33.5,
+                                                         "lon": -7.5, "tst": round(now_s)}),
+            await client.post("/ingest/osmand", content=b"{not json",
+                              headers={"content-type": "application/json"}),
+        ]  # fmt: skip
+        assert [r.status_code for r in refused] == [400] * 4
+        details = [r.json()["detail"] for r in refused]
+        assert details[0] == "lat is missing"
+        assert details[1] == "lat 'north' is not a number"
+        assert "X-Limit-U" in details[2]
+        assert details[3].startswith("the body is not JSON")
+        # a position, but not a plausible one: the pipeline rejects it as it would over MQTT
+        late = await client.get("/ingest/osmand", params={"id": "phone-3", "lat": 91, "lon": 0,
+                                                          "timestamp": round(now_s)})  # fmt: skip
+        assert late.status_code == 200
+
+        async def all_in() -> bool:
+            stats = await get_json(client, "/api/stats")
+            rejected = stats["pipeline"]["rejected_by_reason"]
+            return bool(stats["writer"]["stored"] == sent and rejected.get("bad_coordinates"))
+
+        await eventually(all_in, "every phone position stored")
+        stats = await get_json(client, "/api/stats")
+        assert stats["pipeline"]["rejected_by_reason"] == {"malformed": 4, "bad_coordinates": 1}
+        vehicles = {
+            v["vehicle_id"]: v for v in (await get_json(client, "/api/vehicles"))["vehicles"]
+        }
+        assert set(vehicles) == {"phone-1", "alice-phone"}
+        phone, alice = vehicles["phone-1"], vehicles["alice-phone"]
+        assert (phone["state"], phone["trip_id"]) == ("in_service", "B_N_0800")
+        assert phone["speed_mps"] == pytest.approx(10.0 * KNOT_MPS, abs=0.06)  # 10 knots
+        assert phone["observed_at_s"] == pytest.approx(round(times[-1]))
+        assert (alice["state"], alice["trip_id"]) == ("in_service", "B_S_0800")
+        assert alice["speed_mps"] == pytest.approx(5.0, abs=0.06)  # 18 km/h
+        window = urlencode({"start_s": times[0] - 1, "end_s": now_s + 1, "vehicle_id": "phone-1"})
+        history = await get_json(client, f"/api/history?{window}")
+        assert len(history["positions"]) == len(times)
+        problems = await get_json(client, "/api/problems")
+        reasons = {p["reason"] for p in problems["rejected"]}
+        assert {"malformed", "bad_coordinates"} <= reasons
