@@ -190,7 +190,8 @@ async def test_clicking_a_stop_shows_its_arrivals_and_departures(
     stops = [f for f in collection["features"] if f["properties"]["kind"] == "stop"]
     stop = stops[len(stops) // 2]  # mid-route: buses do not wait there as at a terminus
     lon, lat = stop["geometry"]["coordinates"]
-    await page.evaluate(f"BT_RIDER.map.setView([{lat}, {lon}], 17, {{animate: false}})")
+    # (`void`: setView answers the map, which is no value to send back to the test)
+    await page.evaluate(f"void BT_RIDER.map.setView([{lat}, {lon}], 17, {{animate: false}})")
     stop_id = stop["properties"]["stop_id"]
     await page.wait_for_function(f"BT_RIDER.stopPoint({stop_id!r}) !== null")
     point = cast(dict[str, float], await page.evaluate(f"BT_RIDER.stopPoint({stop_id!r})"))

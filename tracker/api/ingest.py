@@ -73,7 +73,8 @@ async def _json_object(request: Request) -> Mapping[str, Any]:
     return found
 
 
-@router.api_route("/osmand", methods=["GET", "POST"], status_code=200)
+@router.get("/osmand", operation_id="osmand_get", summary="OsmAnd / Traccar Client (GET)")
+@router.post("/osmand", operation_id="osmand_post", summary="OsmAnd / Traccar Client (POST)")
 async def osmand(request: Request, queue: QueueDep, pipeline: PipelineDep) -> Response:
     """A position from OsmAnd or Traccar Client: query (or form) parameters `id`, `lat`, `lon`,
     `timestamp` (epoch s or ms, or ISO 8601), `speed` (knots), `bearing`, `accuracy`; or Traccar
