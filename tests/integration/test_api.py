@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -58,6 +60,7 @@ from tracker.wire import position_topic
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 15.0  # the longest the test waits for anything
 SERVICE_NOW = dt.datetime(2026, 3, 4, 8, 6, tzinfo=dt.UTC)  # = local time in Casablanca
 SERVICE_DAY = dt.date(2026, 3, 4)
@@ -532,9 +535,10 @@ async def _check_metrics(client: httpx.AsyncClient, pings: Sequence[Ping]) -> No
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=")
+    families = list(text_string_to_metric_families(response.text))
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(response.text)
+        for family in families
         for s in family.samples
     }
     stats = await get_json(client, "/api/stats")
@@ -548,6 +552,18 @@ async def _check_metrics(client: httpx.AsyncClient, pings: Sequence[Ping]) -> No
     assert latency == stats["pipeline"]["messages"]
     assert samples[("bus_tracker_receive_to_push_seconds_bucket", (("le", "+Inf"),))] == latency
     assert samples[("bus_tracker_batch_duration_seconds_count", ())] >= 1
+    # the Grafana dashboard in deploy/ asks only for metrics the service has
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "bus-tracker.json").read_text())
+    asked = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"bus_tracker_[a-z_]+", target["expr"])
+    }
+    # a family with no sample yet (no alert, no prediction scored) is still described
+    exported = {name for name, _ in samples} | {family.name for family in families}
+    assert asked, "the dashboard queries no metric"
+    assert asked <= exported, asked - exported
 
 
 # --- the error mapping -------------------------------------------------------------------
