@@ -166,7 +166,14 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-FEEDS = ("vehicle-positions", "trip-updates", "alerts")
+@dataclass(frozen=True, slots=True)
+class _Updates:
+    """A vehicle's encoded TripUpdates (`FeedBuilder._trip_updates_of`)."""
+
+    key: str  # the entity id of the trip it is on
+    current: bytes
+    ahead: list[tuple[str, bytes]]  # (entity id, encoded) of its block's next trips
+    keep: bool  # may be kept for the next builds (not made from the clock: predicted)
 
 
 class FeedBuilder:
@@ -181,10 +188,8 @@ class FeedBuilder:
         self.network = network
         self._located: dict[str, tuple[LiveVehicle, OnTrip | None]] = {}
         self._positions: dict[str, tuple[LiveVehicle, OnTrip | None, bytes]] = {}
-        # vehicle -> (its state, where, its predictions, the entity of its trip, its next trips')
-        self._updates: dict[
-            str, tuple[LiveVehicle, OnTrip, Sequence[Prediction], bytes, list[tuple[str, bytes]]]
-        ] = {}
+        # vehicle -> (its state, where, its predictions, its trip's entity, its next trips')
+        self._updates: dict[str, tuple[LiveVehicle, OnTrip, Sequence[Prediction], _Updates]] = {}
 
     def build(
         self,
@@ -237,7 +242,6 @@ class FeedBuilder:
         predictions: Mapping[str, Sequence[Prediction]],
         now_s: float,
     ) -> bytes:
-        network = self.network
         chunks: list[bytes] = []
         done: set[str] = set()
         later: list[tuple[str, bytes]] = []  # the block's next trips, after every current one
@@ -247,14 +251,14 @@ class FeedBuilder:
             made = predictions.get(v.vehicle_id, ())
             found = self._updates.get(v.vehicle_id)
             if found is not None and found[0] is v and found[1] == on and found[2] is made:
-                current, ahead = found[3], found[4]
+                updates = found[3]
             else:
-                current, ahead, cached = self._trip_updates_of(v, on, made, now_s)
-                if cached:
-                    self._updates[v.vehicle_id] = (v, on, made, current, ahead)
-            done.add(_entity_id(network, on.located.run, f"{on.located.service_date:%Y%m%d}"))
-            chunks.append(current)
-            later.extend(ahead)
+                updates = self._trip_updates_of(v, on, made, now_s)
+                if updates.keep:
+                    self._updates[v.vehicle_id] = (v, on, made, updates)
+            done.add(updates.key)
+            chunks.append(updates.current)
+            later.extend(updates.ahead)
         for key, chunk in later:
             if key not in done:
                 done.add(key)
@@ -263,9 +267,8 @@ class FeedBuilder:
 
     def _trip_updates_of(
         self, v: LiveVehicle, on: OnTrip, made: Sequence[Prediction], now_s: float
-    ) -> tuple[bytes, list[tuple[str, bytes]], bool]:
-        """The encoded TripUpdate of the trip the vehicle is on, those of its block's next
-        trips (with their entity ids), and whether they may be kept (not made from `now_s`)."""
+    ) -> _Updates:
+        """The encoded TripUpdates of the trip the vehicle is on and of its block's next trips."""
         network = self.network
         run, day = on.located.run, on.located.service_date
         service_date = f"{day:%Y%m%d}"
@@ -296,7 +299,7 @@ class FeedBuilder:
             update = _trip_update(one, next_key, network, next_run, date, exact, v)
             _predicted_stops(update, network, next_run, next_made)
             ahead.append((next_key, one.SerializePartialToString(deterministic=True)))
-        return current, ahead, bool(current_predictions)
+        return _Updates(key, current, ahead, keep=bool(current_predictions))
 
 
 def _vehicle_entity(
