@@ -100,20 +100,51 @@ def demo_processes(demo: psutil.Process, scratch: Path) -> list[psutil.Process]:
     return list(found.values())
 
 
-async def test_the_demo_shows_moving_buses_and_ctrl_c_stops_everything(scratch: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = scratch / "demo.log"
-    command = [sys.executable, "-m", "tracker", "demo", "--port", str(port), "--vehicles", "200"]
+def start_demo(
+    scratch: Path, log: Path, port: int, *, vehicles: int, own_session: bool
+) -> subprocess.Popen[bytes]:
+    """`tracker demo` as a user runs it, its temporary files in `scratch`, its output in `log`."""
+    command = [sys.executable, "-m", "tracker", "demo", "--port", str(port),
+               "--vehicles", str(vehicles)]  # fmt: skip
     with log.open("wb") as output:
-        demo = subprocess.Popen(
+        return subprocess.Popen(
             command,
             cwd=ROOT,
             env={**os.environ, "TMPDIR": str(scratch)},
             stdout=output,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, as a shell's foreground job
+            start_new_session=own_session,
         )
+
+
+def started_processes(
+    demo: subprocess.Popen[bytes], scratch: Path
+) -> tuple[list[psutil.Process], list[str]]:
+    """The demo's processes and their command lines: the simulator and PostgreSQL among them."""
+    tree = demo_processes(psutil.Process(demo.pid), scratch)
+    commands = [" ".join(p.cmdline()) for p in tree]
+    assert any("simulator" in c for c in commands), commands
+    assert any("postgres" in c for c in commands), commands
+    return tree, commands
+
+
+def assert_stopped_with_all_it_started(
+    code: int, log: Path, tree: list[psutil.Process], commands: list[str], scratch: Path
+) -> None:
+    output_text = log.read_text()
+    assert code == 0, output_text
+    assert "demo stopped" in output_text
+    left = [command for p, command in zip(tree, commands, strict=True) if alive(p)]
+    assert left == []
+    assert list(scratch.glob("bus-tracker-demo-*")) == []  # its database files are gone too
+
+
+async def test_the_demo_shows_moving_buses_and_ctrl_c_stops_everything(scratch: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = scratch / "demo.log"
+    # its own process group, as a shell's foreground job
+    demo = start_demo(scratch, log, port, vehicles=200, own_session=True)
     try:
         startup_s = await wait_until_healthy(base, demo, log)
         started = time.monotonic()
@@ -138,10 +169,7 @@ async def test_the_demo_shows_moving_buses_and_ctrl_c_stops_everything(scratch: 
             assert "javascript" in leaflet.headers["content-type"]
             assert "Leaflet" in leaflet.text[:2000]
 
-        tree = demo_processes(psutil.Process(demo.pid), scratch)
-        commands = [" ".join(p.cmdline()) for p in tree]
-        assert any("simulator" in c for c in commands), commands
-        assert any("postgres" in c for c in commands), commands
+        tree, commands = started_processes(demo, scratch)
 
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C in the demo's terminal
         stopping = time.monotonic()
@@ -151,12 +179,7 @@ async def test_the_demo_shows_moving_buses_and_ctrl_c_stops_everything(scratch: 
         if demo.poll() is None:
             demo.kill()
             demo.wait()
-    output_text = log.read_text()
-    assert code == 0, output_text
-    assert "demo stopped" in output_text
-    left = [command for p, command in zip(tree, commands, strict=True) if alive(p)]
-    assert left == []
-    assert list(scratch.glob("bus-tracker-demo-*")) == []  # its database files are gone too
+    assert_stopped_with_all_it_started(code, log, tree, commands, scratch)
     print(
         f"\ndemo: healthy after {startup_s:.1f} s, {shown} buses in the first snapshot, "
         f"{vehicle_id} moved within {moving_s:.1f} s, stopped {stop_s:.1f} s after Ctrl-C"
@@ -167,24 +190,14 @@ async def test_sigterm_stops_the_demo_and_all_it_started(scratch: Path) -> None:
     # `kill`, `timeout` and service managers send SIGTERM to the demo's process alone.
     port = free_port()
     log = scratch / "demo.log"
-    command = [sys.executable, "-m", "tracker", "demo", "--port", str(port), "--vehicles", "50"]
-    with log.open("wb") as output:
-        demo = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "TMPDIR": str(scratch)},
-                                stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
+    demo = start_demo(scratch, log, port, vehicles=50, own_session=False)
     try:
         await wait_until_healthy(f"http://127.0.0.1:{port}", demo, log)
-        tree = demo_processes(psutil.Process(demo.pid), scratch)
-        commands = [" ".join(p.cmdline()) for p in tree]
-        assert any("simulator" in c for c in commands), commands
-        assert any("postgres" in c for c in commands), commands
+        tree, commands = started_processes(demo, scratch)
         demo.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(demo.wait, STOP_TIMEOUT_S)
     finally:
         if demo.poll() is None:
             demo.kill()
             demo.wait()
-    output_text = log.read_text()
-    assert code == 0, output_text
-    assert "demo stopped" in output_text
-    assert [command for p, command in zip(tree, commands, strict=True) if alive(p)] == []
-    assert list(scratch.glob("bus-tracker-demo-*")) == []
+    assert_stopped_with_all_it_started(code, log, tree, commands, scratch)

@@ -163,14 +163,13 @@ def _assert_geojson(collection: dict[str, Any]) -> None:
         assert shapely.geometry.shape(feature["geometry"]).is_valid
 
 
-# --- the test -----------------------------------------------------------------------------
-
-
-async def test_every_endpoint_against_real_servers(
+def service_settings(
     mosquitto: Mosquitto, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Settings:
+    """The service on the two-directions feed, its clock at SERVICE_NOW, its network cache in
+    `tmp_path`, on the test's broker and database."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the network cache
-    settings = Settings(
+    return Settings(
         broker_url=mosquitto.url,
         database_url=postgres_url,
         gtfs=feeds.two_directions_feed(tmp_path),
@@ -179,6 +178,15 @@ async def test_every_endpoint_against_real_servers(
         batch_interval_s=0.05,
         live_tick_s=0.1,
     )
+
+
+# --- the test -----------------------------------------------------------------------------
+
+
+async def test_every_endpoint_against_real_servers(
+    mosquitto: Mosquitto, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = service_settings(mosquitto, postgres_url, tmp_path, monkeypatch)
     app = create_app(settings)
     install_error_handlers(app)  # create_app is to call it too; installing twice is harmless
     async with running(app) as client:

@@ -11,19 +11,17 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests import feeds
 from tests.integration.servers import Mosquitto
 from tests.integration.test_api import (
-    SERVICE_NOW,
     _position,
     eventually,
     get_json,
     running,
+    service_settings,
 )
 from tracker.app import create_app
 from tracker.ingest.mqtt import MqttIngest
 from tracker.ingest.phones import KNOT_MPS
-from tracker.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +31,7 @@ STEP_S = 10.0
 async def test_phone_apps_positions_are_matched_shown_and_stored(
     mosquitto: Mosquitto, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    settings = Settings(
-        broker_url=mosquitto.url,
-        database_url=postgres_url,
-        gtfs=feeds.two_directions_feed(tmp_path),
-        http_port=0,
-        clock_offset_s=SERVICE_NOW.timestamp() - time.time(),
-        batch_interval_s=0.05,
-    )
+    settings = service_settings(mosquitto, postgres_url, tmp_path, monkeypatch)
     app = create_app(settings)
     async with running(app) as client:
         ingest = app.state.ingest
