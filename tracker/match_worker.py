@@ -87,6 +87,7 @@ def _encode_step(step: Step) -> tuple[Any, ...]:
     return (
         [_match_fields(m) for m in step.matches],
         [_match_fields(m) for m in step.revised],
+        [_match_fields(m) for m in step.late_matched],
         [_event_fields(e) for e in step.stop_events],
         {v: [_prediction_fields(p) for p in made] for v, made in step.predictions.items()},
         step.assessment,
@@ -95,10 +96,11 @@ def _encode_step(step: Step) -> tuple[Any, ...]:
 
 
 def _decode_step(encoded: tuple[Any, ...]) -> Step:
-    matches, revised, events, predictions, assessment, accuracy = encoded
+    matches, revised, late_matched, events, predictions, assessment, accuracy = encoded
     return Step(
         [Match(*m) for m in matches],
         [Match(*m) for m in revised],
+        [Match(*m) for m in late_matched],
         [StopEvent(*e) for e in events],
         {v: [Prediction(*p) for p in made] for v, made in predictions.items()},
         assessment,

@@ -15,6 +15,11 @@ When the tracker falls behind, the queue supersedes a vehicle's older waiting pi
 validated and stored as they came (state `not_matched`, reason `superseded`), never matched nor
 broadcast, so the history keeps every accepted ping while the live view keeps up.
 
+A ping older than its vehicle's newest (a phone's buffer, sent once it is back in coverage) is
+late: it is stored at once as it came (state `not_matched`, reason `late`), never broadcast (the
+live map does not go back in time), and the engine matches it later with hindsight together with
+the rest of its vehicle's stretch (`tracker.core.late`); those answers revise its stored row.
+
 The store writer runs in its own task with its own bounded queue of batches, so a slow or
 unreachable database never holds up live output; while the database is down it keeps
 `max_batches` batches and retries them with backoff, and past that drops the oldest batch and
@@ -95,6 +100,8 @@ class PipelineStats:
     messages: int = 0  # live and superseded
     pings_matched: int = 0
     superseded_stored: int = 0  # superseded pings handed to the store unmatched
+    late: int = 0  # pings older than their vehicle's newest: stored, never broadcast
+    late_matched: int = 0  # late pings answered with hindsight afterwards (revising their rows)
     revised: int = 0  # answers that settled differently, revised in the store
     stop_events: int = 0  # arrivals and departures at stops detected
     by_state: Counter[str] = field(default_factory=Counter)
@@ -289,10 +296,13 @@ class Pipeline:
         step = await self.matcher.match_batch(pings, now_s)
         matches, revised = step.matches, step.revised
         kept: StoredBatch = []
+        late: StoredBatch = []  # older than their vehicle's newest: stored, not broadcast
         for ping, match in zip(pings, matches, strict=True):
             if match.state is State.REJECTED:
                 assert match.reason is not None
                 self._reject(now_s, ping.vehicle_id, match.reason, match.detail or "")
+            elif match.reason is Reason.LATE:
+                late.append((ping, match))
             else:
                 kept.append((ping, match))
                 self.stats.by_state[match.state.value] += 1
@@ -300,8 +310,10 @@ class Pipeline:
                     ping.timestamp, self._last_seen_s.get(ping.vehicle_id, 0.0)
                 )
         stored_only = self._superseded(superseded, now_s)
-        self.writer.submit(kept + stored_only, received_at_s=now_s, revised=revised,
-                           stop_events=step.stop_events)  # store  # fmt: skip
+        # store: late pings' hindsight answers revise their rows, stored in an earlier batch
+        self.writer.submit(kept + late + stored_only, received_at_s=now_s,
+                           revised=[*revised, *step.late_matched],
+                           stop_events=step.stop_events)  # fmt: skip
         self.hub.publish(LiveVehicle.from_match(p, m) for p, m in kept)  # broadcast
         handed_s = time.time()
         for message in messages:
@@ -309,11 +321,13 @@ class Pipeline:
         self.hub.revise(revised)
         self.insight.update(step)  # predictions, headways, alerts: for the API
         if step.assessment is not None:
-            self.hub.announce(step.assessment.changes)
+            self.hub.announce(self.insight.shown(step.assessment.changes))  # no cancelled ghost
         self.stats.revised += len(revised)
         self.stats.stop_events += len(step.stop_events)
         self._expire(now_s)
         self.stats.superseded_stored += len(stored_only)
+        self.stats.late += len(late)
+        self.stats.late_matched += len(step.late_matched)
         self._count(len(messages) + len(superseded), len(pings), time.perf_counter() - started)
 
     async def run(self, queue: AsyncIngestQueue, *, max_pings: int, interval_s: float) -> None:

@@ -73,7 +73,7 @@ def test_insight_holds_each_vehicles_latest_predictions_by_stop() -> None:
     insight = Insight(max_age_s=300.0)
 
     def update(predictions: dict[str, list[Prediction]]) -> None:
-        insight.update(Step([], [], [], predictions, None, None))
+        insight.update(Step([], [], [], [], predictions, None, None))
 
     update({"a": [prediction("a", "S1", 1300.0), prediction("a", "S2", 1400.0)],
             "b": [prediction("b", "S1", 1200.0)]})  # fmt: skip
@@ -95,7 +95,7 @@ def test_insight_keeps_the_detours_that_ended() -> None:
                     ended_s=200.0)  # fmt: skip
     insight = Insight()
     closed = Assessment(210.0, (), (), (), (AlertChange(Change.CLOSED, detour),))
-    insight.update(Step([], [], [], {}, closed, []))
+    insight.update(Step([], [], [], [], {}, closed, []))
     assert list(insight.detours) == [detour]
     assert insight.alerts() == ()
 

@@ -70,6 +70,10 @@ class ServiceCollector(Collector):
                        queue.dropped_full + queue.dropped_superseded)  # fmt: skip
         yield _gauge("queue_waiting", "messages waiting in the ingest queue", queue.waiting)
         yield _counter("answers_revised", "answers that settled differently", stats.revised)
+        yield _counter("pings_late", "pings older than their vehicle's newest: stored, not "
+                       "shown live, matched with hindsight afterwards", stats.late)  # fmt: skip
+        yield _counter("pings_late_matched", "late pings answered with hindsight",
+                       stats.late_matched)  # fmt: skip
         yield _counter(
             "stop_events", "arrivals and departures at stops detected", stats.stop_events
         )

@@ -369,6 +369,8 @@ class PipelineStats(BaseModel):
     messages: int
     pings_matched: int
     superseded_stored: int = Field(description="overtaken by a newer ping: stored unmatched")
+    late: int = Field(description="older than their vehicle's newest ping: stored, not shown live")
+    late_matched: int = Field(description="late pings answered with hindsight afterwards")
     revised: int = Field(description="answers settled differently after their ping")
     stop_events: int = Field(description="arrivals and departures at stops detected")
     by_state: dict[str, int]

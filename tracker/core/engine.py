@@ -1,15 +1,18 @@
 """The live service's engine: the matcher, and everything that reads its answers, one step per
 micro-batch.
 
-    pings ─▶ Matcher.match_batch ─▶ answers ─┬─▶ Matcher.settle ─▶ revisions
-                                              ├─▶ StopEventDetector.feed ─▶ stop events
-                                              │       ─▶ History.learn (running times)
-                                              ├─▶ OperationsMonitor.observe
-                                              └─▶ predict (a vehicle every `predict_every_s`)
+    pings ─┬─▶ Matcher.match_batch ─▶ answers ─┬─▶ Matcher.settle ─▶ revisions
+           │                                    ├─▶ StopEventDetector.feed ─▶ stop events
+           │                                    │       ─▶ History.learn (running times)
+           │                                    ├─▶ OperationsMonitor.observe
+           │                                    └─▶ predict (a vehicle every `predict_every_s`)
+           └─▶ older than their vehicle's newest: LatePings.take ─▶ `late` answers now;
+               LatePings.due ─▶ hindsight answers of whole stretches later, as revisions
     every `assess_every_s`: OperationsMonitor.assess ─▶ headways, alerts
 
 `Engine.step(pings, now_s)` does all of it for one micro-batch and returns a `Step`: the batch's
-answers, the revisions of older answers, the stop events detected, the new predictions of the
+answers, the revisions of older answers that settled differently, the answers of late pings
+matched with hindsight (`tracker.core.late`), the stop events detected, the new predictions of the
 vehicles predicted this step, and (every `assess_every_s`) the operations assessment and the
 predictions' recent accuracy. Steps with no pings are useful too: revisions settle, ghost trips
 and silent buses show, as time passes.
@@ -28,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tracker.core.accuracy import BucketScore
+from tracker.core.late import LateConfig, LatePings
 from tracker.core.matcher import Matcher
 from tracker.core.model import Match, Ping, State
 from tracker.core.network import Network
@@ -52,6 +56,7 @@ class EngineConfig:
     predict_every_s: float = 30.0  # a vehicle's predictions are made again this often
     assess_every_s: float = 5.0  # headways and alerts
     forget_after_s: float = 3600.0  # stop detection forgets vehicles silent this long
+    late: LateConfig = field(default_factory=LateConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,7 @@ class Step:
 
     matches: list[Match]  # one per ping, in order
     revised: list[Match]  # older answers that settled differently
+    late_matched: list[Match]  # late pings answered with hindsight (revising their `late` rows)
     stop_events: list[StopEvent]
     predictions: dict[str, list[Prediction]]  # vehicle -> its new predictions (replacing old)
     assessment: Assessment | None  # None: not assessed this step
@@ -79,23 +85,34 @@ class Engine:
         self.model = History(network, config.predictions)
         self.model.learn_all(history)
         self.monitor = OperationsMonitor(network, config.operations)
+        self.late = LatePings(network, config.matcher, config.late)
         self._predicted_at: dict[str, float] = {}
         self._assessed_at = -math.inf
 
     def step(self, pings: Sequence[Ping], now_s: float) -> Step:
         cfg = self.config
-        matches = [
+        # Pings older than their vehicle's newest are held for hindsight (`tracker.core.late`);
+        # the live answers, and all that follows them, are of the others.
+        late = self.late.take(pings, self._latest_s, now_s)
+        live = [p for i, p in enumerate(pings) if i not in late] if late else list(pings)
+        live_matches = [
             match
-            for start in range(0, len(pings), CHUNK_PINGS)
-            for match in self.matcher.match_batch(pings[start : start + CHUNK_PINGS], now=now_s)
+            for start in range(0, len(live), CHUNK_PINGS)
+            for match in self.matcher.match_batch(live[start : start + CHUNK_PINGS], now=now_s)
         ]
         revised = self.matcher.settle(now_s)
-        events = self.detector.feed_all(m for m in matches if m.state is not State.REJECTED)
+        late_matched = self.late.due(now_s)
+        events = self.detector.feed_all(m for m in live_matches if m.state is not State.REJECTED)
         self.model.learn_all(events)
-        self.monitor.observe(pings, matches)
+        self.monitor.observe(live, live_matches)
         predictions = self._predict(
-            {m.vehicle_id for m in matches if m.state is not State.REJECTED}, now_s
+            {m.vehicle_id for m in live_matches if m.state is not State.REJECTED}, now_s
         )
+        if late:
+            answers = iter(live_matches)
+            matches = [late[i] if i in late else next(answers) for i in range(len(pings))]
+        else:
+            matches = live_matches
         assessment: Assessment | None = None
         accuracy: list[BucketScore] | None = None
         if now_s - self._assessed_at >= cfg.assess_every_s:
@@ -106,7 +123,12 @@ class Engine:
             self._predicted_at = {
                 v: at for v, at in self._predicted_at.items() if now_s - at < cfg.forget_after_s
             }
-        return Step(matches, revised, events, predictions, assessment, accuracy)
+        return Step(matches, revised, late_matched, events, predictions, assessment, accuracy)
+
+    def _latest_s(self, vehicle_id: str) -> float | None:
+        """The time of the vehicle's newest ping the live matcher holds, if it holds one."""
+        state = self.matcher.states.get(vehicle_id)
+        return None if state is None else state.last_timestamp
 
     def _predict(self, vehicle_ids: Iterable[str], now_s: float) -> dict[str, list[Prediction]]:
         """New predictions of the vehicles that reported, if theirs are `predict_every_s` old

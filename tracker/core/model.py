@@ -52,6 +52,7 @@ class Reason(enum.StrEnum):
     NO_SHAPE_NEARBY = "no_shape_nearby"  # no route shape within reach of the ping
     NO_TRIP_FITS = "no_trip_fits"  # near a shape, but no scheduled trip fits the time
     SUPERSEDED = "superseded"  # stored unmatched: a newer ping of the vehicle overtook it
+    LATE = "late"  # older than the vehicle's latest: stored, matched later (`core.late`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ How a batch is written (`Store.write_batch`):
 3. in one transaction the rows are COPYed into a per-connection temporary staging table and one
    statement moves them into `positions` (ON CONFLICT DO NOTHING: a row already stored is a
    duplicate) and into `vehicle_latest` (only where newer than the stored row, and never from a
-   ping stored unmatched as `superseded`: the vehicle's newer, matched ping is the latest);
+   ping stored unmatched as `superseded` or `late`: the vehicle's newer, matched ping is the
+   latest);
 4. in the same transaction, answers revised since (settled differently a few minutes after
    their ping: `tracker.core.settle`) are COPYed into another staging table and replace the
    matcher's columns of their stored rows, which get `revised_at`; and the stop events
@@ -134,7 +135,7 @@ WITH stored AS (
 ), newest AS (
     INSERT INTO vehicle_latest ({_ALL})
     SELECT DISTINCT ON (vehicle_id) {_ALL} FROM {STAGING_TABLE}
-    WHERE reason IS DISTINCT FROM '{Reason.SUPERSEDED.value}'
+    WHERE reason IS NULL OR reason NOT IN ('{Reason.SUPERSEDED.value}', '{Reason.LATE.value}')
     ORDER BY vehicle_id, observed_at DESC
     ON CONFLICT (vehicle_id) DO UPDATE SET
         {_SET_ALL_FROM_EXCLUDED}
