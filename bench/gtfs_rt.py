@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import gzip
 import itertools
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -28,16 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.feed_replay import replay
 from simulator.day import busiest_date, simulate
-from tracker.core.engine import Engine, EngineConfig
-from tracker.core.model import State
 from tracker.core.network import Network
 from tracker.core.operations import Alert
 from tracker.core.predict import Prediction
 from tracker.demo import BUNDLED_FEED
 from tracker.export import gtfs_rt
 from tracker.gtfs.load import load_network
-from tracker.live.insight import Insight
 from tracker.live.vehicle import LiveVehicle
 
 STALE_AFTER_S = 90.0
@@ -46,28 +45,18 @@ REPEATS = 5
 
 def live_state(
     feed: Path, minutes: float, vehicles: int
-) -> tuple[Network, list[LiveVehicle], dict[str, list[Prediction]], Insight, float]:
+) -> tuple[Network, list[LiveVehicle], dict[str, list[Prediction]], tuple[Alert, ...], float]:
     network = load_network(feed)
     date = busiest_date(network)
     start_s = 8 * 3600.0
     stream = simulate(network, np.random.default_rng(1), date, start_s=start_s,
                       end_s=start_s + 60 * minutes, max_vehicles=vehicles)  # fmt: skip
     pings = sorted((s.ping for s in stream), key=lambda p: p.timestamp)
-    engine = Engine(network, EngineConfig())
-    insight = Insight()
-    live: dict[str, LiveVehicle] = {}
-    now_s = pings[0].timestamp
-    for _, batch in itertools.groupby(pings, key=lambda p: int(p.timestamp)):
-        group = list(batch)
-        now_s = group[-1].timestamp + 0.5
-        step = engine.step(group, now_s)
-        insight.update(step)
-        for ping, match in zip(group, step.matches, strict=True):
-            if match.state is not State.REJECTED:
-                live[ping.vehicle_id] = LiveVehicle.from_match(ping, match)
-    fresh = [v for v in live.values() if now_s - v.observed_at_s <= STALE_AFTER_S]
-    predictions = {v.vehicle_id: insight.of_vehicle(v.vehicle_id, now_s) for v in fresh}
-    return network, fresh, predictions, insight, now_s
+    *_, last = replay(network, pings, step_s=1.0, every_s=math.inf, final=True)
+    now_s = last.now_s
+    fresh = [v for v in last.vehicles if now_s - v.observed_at_s <= STALE_AFTER_S]
+    predictions = {v.vehicle_id: last.predictions[v.vehicle_id] for v in fresh}
+    return network, fresh, predictions, last.alerts, now_s
 
 
 def fleet_of(
@@ -117,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fleet", default="700,5000", help="fleet sizes to build for")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    network, vehicles, predictions, insight, now_s = live_state(args.gtfs, args.minutes,
-                                                                args.vehicles)  # fmt: skip
+    network, vehicles, predictions, alerts, now_s = live_state(args.gtfs, args.minutes,
+                                                               args.vehicles)  # fmt: skip
     on_trip = sum(v.trip_id is not None for v in vehicles)
     predicted = sum(len(p) for p in predictions.values())
     print(f"{args.gtfs.name}: {len(vehicles)} buses live after {args.minutes:.0f} simulated "
@@ -126,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{time.perf_counter() - started:.0f} s")  # fmt: skip
     for size in (int(n) for n in args.fleet.split(",")):
         fleet, made = fleet_of(vehicles, predictions, size)
-        bodies, cold, changed, warm = time_builds(network, fleet, made, insight.alerts(), now_s)
+        bodies, cold, changed, warm = time_builds(network, fleet, made, alerts, now_s)
         print(f"\n{size} vehicles{' (repeated under other ids)' if size > len(vehicles) else ''}:")
         ms = [(min(t) * 1e3, statistics.median(t) * 1e3) for t in (cold, changed, warm)]
         print(f"  the three feeds built: from nothing {ms[0][0]:.0f} ms (median {ms[0][1]:.0f}); "

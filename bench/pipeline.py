@@ -2,14 +2,14 @@
 
     python -m bench.pipeline [--pings 50000] [--vehicles 500] [--rate R] [--gtfs FEED]
 
-Run it from the checkout: it starts a real Mosquitto (`tests.integration.servers.Mosquitto`) and an
-embedded PostgreSQL (`tracker.store.embedded`) in a temporary directory, and the tracker in a
-process of its own (the app on uvicorn, as `tracker serve` runs it, with the service's defaults,
-`tracker.settings.Settings`: micro-batches every 50 ms, a live tick of 0.1 s), so that the CPU and
-memory it reports are the tracker's alone. Then it publishes N simulated pings of the first V buses
-of the morning (ids hidden, the simulator's usual GPS faults) with the simulator's publisher (QoS
-1, at most 1000 unacknowledged) as fast as it goes, or `--rate` pings per second, while a websocket
-client listens on /ws/live, and prints:
+Run it from the checkout: it starts (`bench.live_service.running_tracker`) a real Mosquitto
+(`tests.integration.servers.Mosquitto`) and an embedded PostgreSQL (`tracker.store.embedded`) in a
+temporary directory, and the tracker in a process of its own (the app on uvicorn, as `tracker
+serve` runs it, with the service's defaults, `tracker.settings.Settings`: micro-batches every 50
+ms, a live tick of 0.1 s), so that the CPU and memory it reports are the tracker's alone. Then
+it publishes N simulated pings of the first V buses of the morning (ids hidden, the simulator's
+usual GPS faults) with the simulator's publisher (QoS 1, at most 1000 unacknowledged) as fast as
+it goes, or `--rate` pings per second, while a websocket client listens on /ws/live, and prints:
 
 - throughput: pings per second from the first publish until the tracker has taken every ping and
   written every batch (pings rejected as duplicate or late count as done: they are answered);
@@ -39,147 +39,37 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import resource
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import numpy as np
 import psutil
 from websockets.asyncio.client import connect
 
+from bench.live_service import (
+    TrackerService,
+    cpu_s,
+    machine_busy_s,
+    percentiles,
+    running_tracker,
+)
 from simulator.day import SimConfig, SimPing, busiest_date, simulate
 from simulator.publish import MqttPublisher
-from tests.integration.servers import Mosquitto, free_port
 from tracker.core.model import Ping
 from tracker.core.network import Network
 from tracker.demo import BUNDLED_FEED
 from tracker.gtfs.load import load_network
-from tracker.store.embedded import embedded_postgres
 
 LIVE_WINDOW_S = 420.0  # simulated time published; the live view drops buses silent for 600 s
 CLOCK_AHEAD_S = 10.0  # the service clock stands this far after the last ping's timestamp
 INTERVAL_RANGE_S = (1.0, 30.0)
-READY_TIMEOUT_S = 120.0
 DONE_TIMEOUT_S = 900.0
 POLL_S = 0.2  # the polls cost the tracker CPU too: not too often
-
-
-# --- the tracker's process ---------------------------------------------------------------------
-
-
-def serve_tracker() -> int:
-    """The tracker as `tracker serve` runs it (settings from TRACKER_* variables), plus two
-    routes for the benchmark: /bench/ready (subscribed) and /bench/stats (counters, CPU, RSS)."""
-    import uvicorn
-    from fastapi import FastAPI
-
-    from tracker.app import create_app
-    from tracker.service import Pipeline
-    from tracker.settings import load_settings
-
-    settings = load_settings()
-    app: FastAPI = create_app(settings)
-    batches: list[tuple[int, float]] = []  # (messages, seconds) of each micro-batch
-
-    def measure(pipeline: Pipeline) -> None:
-        """Time every batch, as `PipelineStats.last_batch_s` does, but keep them all."""
-        process = pipeline.process
-        if getattr(process, "measured", False):
-            return
-
-        async def measured(messages: Sequence[Any], superseded: Sequence[Any] = ()) -> None:
-            started = time.perf_counter()
-            await process(messages, superseded)
-            batches.append((len(messages) + len(superseded), time.perf_counter() - started))
-
-        measured.measured = True  # type: ignore[attr-defined]
-        pipeline.process = measured  # type: ignore[method-assign]
-
-    @app.get("/bench/ready")
-    async def ready() -> dict[str, bool]:
-        await asyncio.wait_for(app.state.ingest.wait_subscribed(), READY_TIMEOUT_S)
-        measure(app.state.pipeline)
-        return {"ready": True}
-
-    @app.get("/bench/stats")
-    async def stats(full: bool = False) -> dict[str, Any]:
-        pipeline: Pipeline = app.state.pipeline
-        queue = app.state.queue.stats()
-        cpu = os.times()
-        matcher_pid = getattr(pipeline.matcher, "pid", None)  # the matcher's own process
-        matcher_cpu_s = cpu_s([psutil.Process(matcher_pid)]) if matcher_pid else 0.0
-        threads = thread_cpu_s()
-        if matcher_pid:
-            threads["matcher process"] = matcher_cpu_s
-        return {
-            "messages": pipeline.stats.messages,
-            "batches": pipeline.stats.batches,
-            "max_batch_s": pipeline.stats.max_batch_s,
-            "by_state": dict(pipeline.stats.by_state),
-            "rejected_by_reason": dict(pipeline.stats.rejected_by_reason),
-            "stored": pipeline.writer.stored,
-            "store_duplicates": pipeline.writer.duplicates,
-            "store_pending_batches": pipeline.writer.pending_batches,
-            "store_dropped_pings": pipeline.writer.dropped_pings,
-            "queue_waiting": queue.waiting + queue.superseded_waiting,
-            "queue_high_water": queue.high_water,
-            "queue_superseded": queue.superseded,
-            "queue_dropped": queue.dropped_full + queue.dropped_superseded,
-            "superseded_stored": pipeline.stats.superseded_stored,
-            "hub_dropped_intermediate": app.state.hub.stats().dropped_intermediate,
-            "cpu_s": cpu.user + cpu.system + matcher_cpu_s,
-            "thread_cpu_s": threads,
-            "peak_rss_mb": peak_rss_mb(),
-            "matcher_peak_rss_mb": peak_rss_mb(matcher_pid) if matcher_pid else 0.0,
-            "batch_sizes": [size for size, _ in batches] if full else [],
-            "batch_s": [seconds for _, seconds in batches] if full else [],
-        }
-
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
-    return 0
-
-
-def thread_cpu_s() -> dict[str, float]:
-    """CPU seconds of this process's threads, by role: the event loop (decode, hub, store
-    writer, websockets, HTTP), asyncio's worker threads (the pipe to the matcher's process, or
-    the matcher itself with TRACKER_MATCHER_PROCESS=false), MQTT (paho's network thread), from
-    /proc (Linux); empty elsewhere."""
-    import threading
-
-    roles = {"MainThread": "event loop", "asyncio": "worker threads", "mqtt-ingest": "MQTT"}
-    tick_s = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    for thread in threading.enumerate():
-        role = next((r for prefix, r in roles.items() if thread.name.startswith(prefix)), "other")
-        try:
-            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)
-        except OSError:
-            continue
-        utime, stime = (int(x) for x in fields[1].split()[11:13])
-        out[role] = out.get(role, 0.0) + (utime + stime) / tick_s
-    return out
-
-
-def peak_rss_mb(pid: int | None = None) -> float:
-    """A process's peak resident memory (default: this one's). Linux's `ru_maxrss` is no good
-    here: it survives exec, so it would count the memory of the benchmark that forked this
-    process."""
-    try:
-        for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- pings ---------------------------------------------------------------------------------------
@@ -276,55 +166,8 @@ class LiveListener:
                     self.shown.append((now, vehicle["vehicle_id"], vehicle["observed_at_s"]))
 
 
-def cpu_s(processes: Sequence[psutil.Process]) -> float:
-    """CPU seconds the processes used (those gone count nothing)."""
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
-def postgres_processes(data_dir: Path) -> list[psutil.Process]:
-    for process in psutil.process_iter(["cmdline"]):
-        if any(str(data_dir) in part for part in process.info["cmdline"] or []):
-            return [process, *process.children(recursive=True)]
-    return []
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all cores spent on anything but idling, since boot."""
-    times = psutil.cpu_times()
-    idle = float(times.idle) + float(getattr(times, "iowait", 0.0))
-    return float(sum(times)) - idle
-
-
-def percentiles(values: Sequence[float], *qs: float) -> list[float]:
-    return [float(np.percentile(values, q)) for q in qs] if values else [float("nan")] * len(qs)
-
-
-async def wait_ready(http: httpx.AsyncClient, tracker: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if tracker.poll() is not None:
-            raise SystemExit(f"the tracker exited with code {tracker.returncode}")
-        try:
-            if (await http.get("/bench/ready", timeout=READY_TIMEOUT_S)).status_code == 200:
-                return
-        except httpx.TransportError:
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"the tracker was not ready in {READY_TIMEOUT_S:g} s")
-
-
 async def bench(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    # SIGTERM (as from `timeout`) cancels like Ctrl-C, so the servers are stopped on the way out.
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     network = load_network(args.gtfs)
     date = busiest_date(network) if args.date is None else args.date
     hours, minutes = (int(part) for part in args.start.split(":"))
@@ -338,61 +181,39 @@ async def bench(args: argparse.Namespace) -> int:
         f"(made in {time.perf_counter() - started:.1f} s); {os.cpu_count()} CPU cores",
         flush=True,
     )
-
-    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
-        directory = Path(scratch)
-        broker = Mosquitto(directory / "mosquitto")
-        broker.directory.mkdir()
-        broker.start()
-        try:
-            async with embedded_postgres(directory / "pg") as database_url:
-                return await measure(args, work, broker, database_url, directory / "pg")
-        finally:
-            broker.stop()
+    async with running_tracker(args.gtfs, service_now_s=work.window_end_s + CLOCK_AHEAD_S,
+                               scratch_prefix="bench-pipeline-") as service:  # fmt: skip
+        return await measure(args, work, service)
 
 
-async def measure(
-    args: argparse.Namespace, work: Workload, broker: Mosquitto, database_url: str, pg_dir: Path
-) -> int:
-    port = free_port()
-    env = {
-        **os.environ,
-        "TRACKER_BROKER_URL": broker.url,
-        "TRACKER_DATABASE_URL": database_url,
-        "TRACKER_GTFS": str(args.gtfs),
-        "TRACKER_HTTP_PORT": str(port),
-        "TRACKER_MQTT_CLIENT_ID": f"bench-tracker-{port}",
-        "TRACKER_CLOCK_OFFSET_S": str(work.window_end_s + CLOCK_AHEAD_S - time.time()),
-    }
-    command = [sys.executable, "-m", "bench.pipeline", "--serve-tracker"]
-    tracker = subprocess.Popen(command, env=env)
+async def measure(args: argparse.Namespace, work: Workload, service: TrackerService) -> int:
     listener = LiveListener()
     listening: asyncio.Task[None] | None = None
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            await wait_ready(http, tracker)
-            listening = asyncio.create_task(listener.listen(f"ws://127.0.0.1:{port}/ws/live"))
+        async with httpx.AsyncClient(base_url=service.url, timeout=10) as http:
+            listening = asyncio.create_task(
+                listener.listen(f"ws://127.0.0.1:{service.port}/ws/live")
+            )
             await asyncio.wait_for(listener.connected.wait(), 10)
-            assert broker.process is not None
             others = {
-                "PostgreSQL": postgres_processes(pg_dir),
-                "Mosquitto": [psutil.Process(broker.process.pid)],
+                **service.servers(),
                 "this benchmark (publisher, websocket client)": [psutil.Process()],
             }
-            before = (await http.get("/bench/stats")).json()
+            before = await service.stats(http)
             others_before = {name: cpu_s(ps) for name, ps in others.items()}
             machine_before = machine_busy_s()
 
             sent_at: list[float] = []
             first = time.perf_counter()
+            broker_url = service.broker.url
             publishing = asyncio.create_task(
-                asyncio.to_thread(publish_all, broker.url, work.pings, sent_at, rate=args.rate)
+                asyncio.to_thread(publish_all, broker_url, work.pings, sent_at, rate=args.rate)
             )
             after = before
             while True:
                 if publishing.done() and publishing.exception() is not None:
                     await publishing  # raises the publisher's error
-                after = (await http.get("/bench/stats")).json()
+                after = await service.stats(http)
                 # A batch that failed is counted under "internal_error", not in "messages".
                 failed = after["rejected_by_reason"].get("internal_error", 0)
                 taken = after["messages"] + failed + after["queue_dropped"]
@@ -404,26 +225,16 @@ async def measure(
                 await asyncio.sleep(POLL_S)
             done = time.perf_counter()
             await publishing
-            full = (await http.get("/bench/stats", params={"full": "true"})).json()
+            full = await service.stats(http, full=True)
             after |= {key: full[key] for key in ("batch_sizes", "batch_s")}
             published_s = sent_at[-1] - first
             others_after = {name: cpu_s(ps) for name, ps in others.items()}
             machine_s = machine_busy_s() - machine_before
             await asyncio.sleep(1.5)  # the last ticks reach the websocket
-        conn = await asyncpg.connect(database_url)
-        try:
-            rows = await conn.fetchval("SELECT count(*) FROM positions")
-        finally:
-            await conn.close()
+        rows = await service.count_rows()
     finally:
         if listening is not None:
             listening.cancel()
-        tracker.send_signal(signal.SIGINT)
-        try:
-            tracker.wait(30)
-        except subprocess.TimeoutExpired:
-            tracker.kill()
-            tracker.wait()
 
     report(work, before, after, others_before, others_after, listener, sent_at, first=first,
            done=done, published_s=published_s, rows=rows, machine_s=machine_s)  # fmt: skip
@@ -541,10 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--start", default="08:00", help="time of day of the window, HH:MM")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rate", type=float, help="pings/s to publish (default: all at once)")
-    parser.add_argument("--serve-tracker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_tracker:
-        return serve_tracker()
     if args.pings < 1 or args.vehicles < 1 or args.copies < 1:
         parser.error("--pings, --vehicles and --copies must be at least 1")
     return asyncio.run(bench(args))

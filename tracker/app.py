@@ -2,13 +2,15 @@
 
 The lifespan owns every resource, opened in order and closed in reverse: the GTFS network, the
 database pool, the matcher's process (`tracker.match_worker`), the websocket hub, the MQTT
-client, and the background tasks (hub ticks, store writer, pipeline, retention). Nothing is
-created at import time; tests build their own app from their own `Settings`.
+client, and the background tasks (hub ticks, store writer, pipeline, retention, the
+GTFS-realtime pollers). Nothing is created at import time; tests build their own app from their
+own `Settings`.
 
 What the routers find in ``app.state``: ``settings`` (`Settings`), ``network`` (`Network`),
 ``store`` (`Store`), ``hub`` (`Hub`), ``pipeline`` (`Pipeline`: ``stats``, ``problems``,
-``writer``), ``insight`` (`Insight`: predictions, headways, alerts), ``ingest`` (`MqttIngest`)
-and ``queue`` (`AsyncIngestQueue`).
+``writer``), ``insight`` (`Insight`: predictions, headways, alerts), ``ingest`` (`MqttIngest`),
+``queue`` (`AsyncIngestQueue`), ``pollers`` (a `GtfsRtPoller` per `poll_gtfs_rt` URL) and
+``cancellations`` (`Cancellations`: the trips the operator cancelled, also `insight`'s).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi_offline import FastAPIOffline
 
+from tracker.api.cancellations import load_cancellations
 from tracker.api.errors import install_error_handlers
 from tracker.api.http import router as http_router
 from tracker.core.engine import EngineConfig
@@ -32,6 +35,8 @@ from tracker.core.operations import OperationsConfig
 from tracker.core.stop_events import StopEvent
 from tracker.errors import StoreError
 from tracker.gtfs.load import load_network
+from tracker.ingest.devices import DeviceMap, load_devices
+from tracker.ingest.gtfs_rt_poll import GtfsRtPoller, feed_names
 from tracker.ingest.mqtt import MqttIngest
 from tracker.ingest.queue import AsyncIngestQueue
 from tracker.live.hub import Hub
@@ -79,9 +84,14 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
                 writer = StoreWriter(
                     store, max_batches=settings.store_queue_batches, clock=settings.now
                 )
-                insight = Insight()
+                # The operator's cancelled trips, as stored: for the feeds and the alerts.
+                cancellations = await load_cancellations(store, net, settings.now())
+                insight = Insight(cancellations=cancellations)
+                devices = _devices(settings)
                 pipeline = Pipeline(matcher, writer, hub, clock=settings.now,
                                     topic_prefix=settings.topic_prefix,
+                                    owntracks_prefix=settings.owntracks_topic_prefix,
+                                    devices=devices,
                                     hide_after_s=settings.hide_after_s,
                                     insight=insight)  # fmt: skip
                 pipeline.remember(recent)  # so they expire like the others
@@ -90,6 +100,8 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
                     client_id=settings.mqtt_client_id,
                     queue=queue,
                     topic_prefix=settings.topic_prefix,
+                    owntracks_prefix=settings.owntracks_topic_prefix,
+                    devices=devices,
                     share_group=settings.share_group,
                     username=settings.mqtt_username,
                     password=settings.mqtt_password,
@@ -101,8 +113,16 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
                 app.state.hub = hub
                 app.state.pipeline = pipeline
                 app.state.insight = insight
+                app.state.cancellations = cancellations
                 app.state.queue = queue
                 app.state.ingest = ingest
+                pollers = [
+                    GtfsRtPoller(url, queue, topic_prefix=settings.topic_prefix,
+                                 every_s=settings.poll_every_s, name=name)
+                    for url, name in zip(settings.poll_gtfs_rt, feed_names(settings.poll_gtfs_rt),
+                                         strict=True)
+                ]  # fmt: skip
+                app.state.pollers = pollers
                 failed: list[str] = app.state.failed_tasks
                 pipeline_run = pipeline.run(
                     queue, max_pings=settings.batch_max_pings,
@@ -115,8 +135,15 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
                         tasks.create_task(_named("pipeline", pipeline_run, failed)),
                         tasks.create_task(_named("retention", _retention(store, settings), failed)),
                     ]
+                    polling = [
+                        tasks.create_task(_named(f"GTFS-realtime poller {p.name}", p.run(), failed))
+                        for p in pollers
+                    ]
                     async with ingest:
                         yield
+                    for task in polling:  # nothing more comes in: no feed is polled any more
+                        task.cancel()
+                    await asyncio.gather(*polling, return_exceptions=True)
                     # The broker connection is closed: finish what was received, then stop.
                     try:
                         await asyncio.wait_for(pipeline.drain(queue), SHUTDOWN_DRAIN_S)
@@ -158,6 +185,15 @@ async def _matcher(
         return
     async with MatcherProcess(network, config, history) as process:
         yield process
+
+
+def _devices(settings: Settings) -> DeviceMap | None:
+    """The phones' devices file, if one is set (the settings have checked it already)."""
+    if settings.devices_file is None:
+        return None
+    devices = load_devices(settings.devices_file)
+    log.info("devices file %s: %d phones, others refused", settings.devices_file, len(devices))
+    return devices
 
 
 async def _named(name: str, work: Coroutine[Any, Any, None], failed: list[str]) -> None:

@@ -79,6 +79,8 @@ def _serve(args: argparse.Namespace) -> int:
         batch_interval_s=args.batch_interval_s,
         retention_days=args.retention_days,
         share_group=args.share_group,
+        poll_gtfs_rt=args.poll_gtfs_rt,
+        poll_every_s=args.poll_every_s,
     )
     uvicorn.run(
         create_app(settings),
@@ -258,6 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--batch-interval-s", type=float, help="micro-batch interval (0.2)")
     serve.add_argument("--retention-days", type=int, help="days of history kept (30)")
     serve.add_argument("--share-group", help="MQTT 5 shared subscription group")
+    serve.add_argument(
+        "--poll-gtfs-rt",
+        action="append",
+        metavar="URL",
+        help="poll this GTFS-realtime VehiclePositions feed into the pipeline; may be given "
+        "several times (TRACKER_POLL_GTFS_RT, comma-separated; these flags replace it)",
+    )
+    serve.add_argument(
+        "--poll-every-s",
+        type=float,
+        metavar="S",
+        help="seconds between two polls of each feed (TRACKER_POLL_EVERY_S, default 10)",
+    )
     serve.set_defaults(handler=_serve)
 
     demo = sub.add_parser(

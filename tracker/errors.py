@@ -2,8 +2,12 @@
 
     TrackerError                 base of everything the tracker raises on purpose
     ├── FeedError                the GTFS feed cannot be used (names the file, row and problem)
-    └── PingFileError            a ping file cannot be read at all (bad rows are not errors: they
-                                 come out as rejected pings with a reason)
+    ├── PingFileError            a ping file cannot be read at all (bad rows are not errors: they
+    │                            come out as rejected pings with a reason)
+    ├── StoreError               the database cannot be reached or used
+    ├── SettingsError            settings missing or wrong (tracker.settings; names the variable)
+    └── DevicesFileError         the phones' devices file cannot be used (names the line;
+                                 tracker.ingest.devices)
 
 Bad pings never raise: the matcher answers them with `State.REJECTED` and a `Reason`.
 """

@@ -44,6 +44,7 @@ from tracker.core.model import Match, Ping, Reason, State
 from tracker.core.stop_events import StopEvent
 from tracker.core.validate import validate_ping
 from tracker.errors import StoreError
+from tracker.ingest.devices import DeviceMap
 from tracker.ingest.mqtt import Backoff
 from tracker.ingest.queue import AsyncIngestQueue, Drained, Received
 from tracker.live.hub import Hub
@@ -51,7 +52,7 @@ from tracker.live.insight import Insight
 from tracker.live.vehicle import LiveVehicle
 from tracker.match_worker import BatchMatcher
 from tracker.store.postgres import Store
-from tracker.wire import DEFAULT_TOPIC_PREFIX, WireError, decode_ping
+from tracker.wire import DEFAULT_TOPIC_PREFIX, Ignored, WireError, decode_message
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class PipelineStats:
     stop_events: int = 0  # arrivals and departures at stops detected
     by_state: Counter[str] = field(default_factory=Counter)
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    ignored: int = 0  # messages that are no position and no mistake (an OwnTracks lwt): left alone
     vehicles_expired: int = 0
     last_batch_size: int = 0
     last_batch_s: float = 0.0  # wall time to decode + match + hand over one batch
@@ -264,6 +266,8 @@ class Pipeline:
         *,
         clock: Clock = time.time,
         topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+        owntracks_prefix: str = "",
+        devices: DeviceMap | None = None,
         hide_after_s: float = 600.0,
         insight: Insight | None = None,
         idle_step_s: float = 1.0,
@@ -277,6 +281,8 @@ class Pipeline:
         self.idle_step_s = idle_step_s
         self.clock = clock
         self.topic_prefix = topic_prefix
+        self.owntracks_prefix = owntracks_prefix  # OwnTracks' topics decoded too ("": not)
+        self.devices = devices  # phones' vehicles (tracker.ingest.devices); None: as themselves
         self.hide_after_s = hide_after_s
         self.stats = PipelineStats()
         self.problems: deque[Problem] = deque(maxlen=500)
@@ -371,8 +377,12 @@ class Pipeline:
     def _decode(self, messages: Sequence[Received], now_s: float) -> list[Ping]:
         pings: list[Ping] = []
         for message in messages:
-            decoded = decode_ping(message.topic, message.payload, self.topic_prefix)
-            if isinstance(decoded, WireError):
+            decoded = decode_message(message.topic, message.payload, self.topic_prefix,
+                                     owntracks_prefix=self.owntracks_prefix,
+                                     devices=self.devices)  # fmt: skip
+            if isinstance(decoded, Ignored):
+                self.stats.ignored += 1
+            elif isinstance(decoded, WireError):
                 self._reject(now_s, decoded.vehicle_id, decoded.reason, decoded.detail)
             else:
                 pings.append(decoded)
@@ -396,6 +406,12 @@ class Pipeline:
         position): counted and listed like the pipeline's own rejections."""
         self.stats.messages += 1
         self._reject(self.clock(), vehicle_id, reason, detail)
+
+    def ignore(self, vehicle_id: str | None, detail: str) -> None:
+        """A message an HTTP ingest left alone (no position, no mistake): counted as ignored."""
+        self.stats.messages += 1
+        self.stats.ignored += 1
+        log.debug("ignored a message of %s: %s", vehicle_id, detail)
 
     def _reject(self, now_s: float, vehicle_id: str | None, reason: Reason, detail: str) -> None:
         self.stats.rejected_by_reason[reason.value] += 1

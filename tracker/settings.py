@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tracker.errors import TrackerError
-from tracker.wire import DEFAULT_TOPIC_PREFIX
+from tracker.ingest.devices import load_devices
+from tracker.wire import DEFAULT_TOPIC_PREFIX, OWNTRACKS_PREFIX, owntracks_subscription
 
 ENV_PREFIX = "TRACKER_"
 
@@ -49,6 +50,29 @@ class Settings(BaseSettings):
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     share_group: str | None = None  # MQTT 5 shared subscription, to split load between trackers
+    # OwnTracks in MQTT mode: locations on `{owntracks_topic_prefix}/{user}/{device}` ("": off)
+    owntracks_topic_prefix: str = OWNTRACKS_PREFIX
+
+    # --- phones ---------------------------------------------------------------------------------
+    # A CSV `device_id,vehicle_id` (tracker/ingest/devices.py): a listed phone reports as its
+    # vehicle, any other is rejected (`unknown_device`). Unset: any phone, as its own vehicle.
+    devices_file: Path | None = None
+
+    @field_validator("owntracks_topic_prefix")
+    @classmethod
+    def _owntracks_prefix(cls, prefix: str) -> str:
+        if prefix:
+            owntracks_subscription(prefix)  # raises a ValueError that says what is wrong
+        return prefix
+
+    @field_validator("devices_file", mode="before")
+    @classmethod
+    def _devices_file(cls, value: object) -> object:
+        if value == "":
+            return None  # `TRACKER_DEVICES_FILE=`: no file
+        if value is not None:
+            load_devices(Path(str(value)))  # a DevicesFileError (a ValueError) names the line
+        return value
 
     # --- the pipeline ---------------------------------------------------------------------------
     batch_interval_s: Annotated[float, Field(gt=0, le=5)] = 0.05
@@ -85,6 +109,23 @@ class Settings(BaseSettings):
     hide_after_s: Annotated[float, Field(gt=0)] = 600.0  # dropped from the live view
     tiles_url: str = OSM_TILES_URL
     tiles_attribution: str = OSM_ATTRIBUTION
+
+    # --- GTFS-realtime in -----------------------------------------------------------------------
+    # Agencies' VehiclePositions feeds polled into the pipeline (tracker/ingest/gtfs_rt_poll.py);
+    # the variable is comma-separated, `--poll-gtfs-rt` may be given several times.
+    poll_gtfs_rt: Annotated[list[str], NoDecode] = []
+    poll_every_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+
+    @field_validator("poll_gtfs_rt", mode="before")
+    @classmethod
+    def _poll_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [url.strip() for url in value.split(",") if url.strip()]
+        if isinstance(value, list | tuple):
+            for url in value:
+                if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+                    raise ValueError(f"{url!r} is not a feed URL: use http://... or https://...")
+        return value
 
     # --- clock ----------------------------------------------------------------------------------
     clock_offset_s: float = 0.0  # service clock = wall clock + this (demos, replays of past days)

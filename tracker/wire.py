@@ -15,6 +15,15 @@ Payload: one UTF-8 JSON object, the same keys as a line of a JSONL pings file::
 ``vehicle_id`` may be left out (the topic gives it). ``timestamp`` is epoch seconds (or
 milliseconds) or ISO 8601; ``speed`` is m/s, ``bearing`` degrees clockwise from north,
 ``accuracy`` metres; all of ``speed, bearing, accuracy, route_id, trip_id`` are optional.
+
+OwnTracks (MQTT mode) publishes on ``{owntracks_prefix}/{user}/{device}`` (``owntracks/alice/
+phone`` by default): a ``_type: location`` message there is a position of the vehicle
+``{user}-{device}``, or of the vehicle a devices file gives that device (`tracker.ingest.devices`),
+read with the phone apps' own parsing (`tracker.ingest.phones.from_owntracks`). The tracker
+subscribes to ``{owntracks_prefix}/+/+`` only: the app's other topics (``.../event``,
+``.../cmd``, ``.../waypoint``, ...) carry no positions. `decode_message` reads both kinds of topic;
+what is not a position and not a mistake either (an OwnTracks ``lwt``, a ``transition``) comes out
+as `Ignored`, apart from the rejections.
 """
 
 from __future__ import annotations
@@ -22,11 +31,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tracker.core.model import Ping, Reason
 from tracker.pings_io import BadRow, decode_json_record
 
+if TYPE_CHECKING:
+    from tracker.ingest.devices import DeviceMap
+
 DEFAULT_TOPIC_PREFIX = "bus-tracker/v1/vehicles"
+OWNTRACKS_PREFIX = "owntracks"  # the apps' default base topic is owntracks/{user}/{device}
 MAX_PAYLOAD_BYTES = 4096
 MILLISECONDS_FROM = 1e11  # a larger timestamp is in milliseconds (as `tracker.pings_io` reads it)
 
@@ -37,6 +51,15 @@ class WireError:
 
     vehicle_id: str | None
     reason: Reason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A message that is no position and no mistake either (an OwnTracks `lwt`, a `waypoint`):
+    left alone and counted apart, so that the rejections count only what went wrong."""
+
+    vehicle_id: str | None
     detail: str
 
 
@@ -62,6 +85,56 @@ def vehicle_of_topic(topic: str, prefix: str = DEFAULT_TOPIC_PREFIX) -> str | No
     return vehicle_id if vehicle_id and "/" not in vehicle_id else None
 
 
+def owntracks_subscription(prefix: str = OWNTRACKS_PREFIX, share_group: str | None = None) -> str:
+    """The topic filter of OwnTracks' location topic: one level for the user, one for the
+    device, none below (the app's events, commands and waypoints)."""
+    if (
+        not prefix
+        or prefix.startswith("/")
+        or prefix.endswith("/")
+        or any(c in prefix for c in "+#\0")
+    ):
+        raise ValueError(f"OwnTracks topic prefix {prefix!r} must be topic levels without "
+                         "+ # or a leading or trailing /, such as 'owntracks'")  # fmt: skip
+    topic = f"{prefix}/+/+"
+    return f"$share/{share_group}/{topic}" if share_group else topic
+
+
+def owntracks_device_of_topic(topic: str, prefix: str = OWNTRACKS_PREFIX) -> str | None:
+    """The device id, ``{user}-{device}``, of an OwnTracks location topic; None if `topic` is
+    not one."""
+    head = prefix + "/"
+    if not topic.startswith(head):
+        return None
+    levels = topic[len(head) :].split("/")
+    if len(levels) != 2 or not levels[0] or not levels[1]:
+        return None
+    return f"{levels[0]}-{levels[1]}"
+
+
+def vehicle_key(
+    topic: str,
+    prefix: str = DEFAULT_TOPIC_PREFIX,
+    *,
+    owntracks_prefix: str = "",
+    devices: DeviceMap | None = None,
+) -> str:
+    """The vehicle a message is from, as the ingest queue keys it before decoding (the queue
+    keeps each vehicle's messages in order and supersedes its older ones): the tracker topic's
+    vehicle, an OwnTracks device's vehicle (through `devices`), else the topic itself (a stray
+    message, its own key, rejected by the decoder)."""
+    vehicle_id = vehicle_of_topic(topic, prefix)
+    if vehicle_id is not None:
+        return vehicle_id
+    if owntracks_prefix:
+        device_id = owntracks_device_of_topic(topic, owntracks_prefix)
+        if device_id is not None:
+            if devices is None:
+                return device_id
+            return devices.vehicle_of(device_id) or device_id
+    return topic
+
+
 def encode_ping(ping: Ping) -> bytes:
     """The JSON payload for `ping`; optional fields that are None are left out."""
     obj: dict[str, object] = {
@@ -82,8 +155,68 @@ def encode_ping(ping: Ping) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+def decode_message(
+    topic: str,
+    payload: bytes,
+    prefix: str = DEFAULT_TOPIC_PREFIX,
+    *,
+    owntracks_prefix: str = "",
+    devices: DeviceMap | None = None,
+) -> Ping | WireError | Ignored:
+    """Decode one MQTT message of either kind, the tracker's own (`decode_ping`) or OwnTracks'
+    (`decode_owntracks`, when `owntracks_prefix` is given; "" is off); never raises."""
+    if (
+        owntracks_prefix
+        and topic.startswith(owntracks_prefix + "/")
+        and vehicle_of_topic(topic, prefix) is None
+    ):
+        return decode_owntracks(topic, payload, owntracks_prefix, devices)
+    return decode_ping(topic, payload, prefix)
+
+
+def decode_owntracks(
+    topic: str,
+    payload: bytes,
+    prefix: str = OWNTRACKS_PREFIX,
+    devices: DeviceMap | None = None,
+) -> Ping | WireError | Ignored:
+    """Decode one OwnTracks message from ``{prefix}/{user}/{device}``; never raises.
+
+    A `location` is a ping of the vehicle ``{user}-{device}`` (or the one `devices` give it: a
+    device they do not list is rejected, `unknown_device`); another `_type` is `Ignored`, and so
+    is a message on a deeper topic (``.../event``), which the tracker does not subscribe to. What
+    cannot be a position is rejected with the reason and detail the HTTP endpoint gives it.
+    """
+    # Imported here: `tracker.ingest`'s package module imports its MQTT client, which imports
+    # this module (a top-level import would be a cycle whenever `tracker.wire` comes first).
+    from tracker.ingest.phones import PhoneMessageError, from_owntracks, json_object
+
+    head = prefix + "/"
+    levels = topic[len(head) :].split("/") if topic.startswith(head) else []
+    if len(levels) < 2 or not levels[0] or not levels[1]:
+        detail = f"topic {topic!r} is not {prefix}/<user>/<device>"
+        return WireError(None, Reason.MALFORMED, detail)
+    user, device = levels[0], levels[1]
+    device_id = f"{user}-{device}"
+    if len(levels) > 2:
+        detail = f"topic {topic!r}: only {prefix}/<user>/<device> carries locations"
+        return Ignored(device_id, detail)
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        detail = f"payload of {len(payload)} bytes is over {MAX_PAYLOAD_BYTES}"
+        return WireError(device_id, Reason.MALFORMED, detail)
+    try:
+        body = json_object(payload, "the payload")
+        position = from_owntracks(body, user, device, devices)
+    except PhoneMessageError as e:
+        return WireError(device_id, e.reason, str(e))
+    if position is None:
+        return Ignored(device_id, f"an OwnTracks {str(body['_type'])[:40]!r} message")
+    record = {"vehicle_id": position.vehicle_id, **position.payload}
+    return _decoded(decode_json_record(record), position.vehicle_id)
+
+
 def decode_ping(topic: str, payload: bytes, prefix: str = DEFAULT_TOPIC_PREFIX) -> Ping | WireError:
-    """Decode one MQTT message; never raises."""
+    """Decode one MQTT message on the tracker's own topic; never raises."""
     vehicle_id = vehicle_of_topic(topic, prefix)
     if vehicle_id is None:
         return WireError(None, Reason.MALFORMED, f"topic {topic!r} is not {prefix}/<id>/position")

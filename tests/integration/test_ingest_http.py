@@ -1,7 +1,8 @@
 """Phone apps in over HTTP (tracker.api.ingest), against a real Mosquitto and PostgreSQL: OsmAnd
 and Traccar Client positions (query, form and JSON), OwnTracks locations, each matched, shown
 and stored as an MQTT ping would be; what cannot be a position is refused with the reason and
-counted; what the pipeline rejects later is counted with the same reasons as MQTT's."""
+counted; what the pipeline rejects later is counted with the same reasons as MQTT's. With a
+devices file, a listed phone reports as its bus and another is refused (403, unknown_device)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ async def test_phone_apps_positions_are_matched_shown_and_stored(
                               headers={"content-type": "application/json"}),
         ]  # fmt: skip
         assert [r.status_code for r in refused] == [400] * 4
+        assert {r.json()["reason"] for r in refused} == {"malformed"}
         details = [r.json()["detail"] for r in refused]
         assert details[0] == "lat is missing"
         assert details[1] == "lat 'north' is not a number"
@@ -106,6 +108,7 @@ async def test_phone_apps_positions_are_matched_shown_and_stored(
         await eventually(all_in, "every phone position stored")
         stats = await get_json(client, "/api/stats")
         assert stats["pipeline"]["rejected_by_reason"] == {"malformed": 4, "bad_coordinates": 1}
+        assert stats["pipeline"]["ignored"] == 1  # the lwt
         vehicles = {
             v["vehicle_id"]: v for v in (await get_json(client, "/api/vehicles"))["vehicles"]
         }
@@ -122,3 +125,58 @@ async def test_phone_apps_positions_are_matched_shown_and_stored(
         problems = await get_json(client, "/api/problems")
         reasons = {p["reason"] for p in problems["rejected"]}
         assert {"malformed", "bad_coordinates"} <= reasons
+
+
+async def test_with_a_devices_file_a_phone_reports_as_its_bus_and_others_get_403(
+    mosquitto: Mosquitto, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    devices_file = tmp_path / "devices.csv"
+    devices_file.write_text("device_id,vehicle_id\n358240051111110,bus-12\nalice-phone,bus-7\n")
+    settings = service_settings(mosquitto, postgres_url, tmp_path, monkeypatch)
+    app = create_app(settings.model_copy(update={"devices_file": devices_file}))
+    async with running(app) as client:
+        network = app.state.network
+        now_s = settings.now()
+        times = [now_s - STEP_S * (2 - k) for k in range(3)]
+        for t in times:  # a listed phone, OsmAnd's way
+            lat, lon = _position(network, "B_N_0800", t)
+            query: dict[str, str | float] = {"id": "358240051111110", "lat": lat, "lon": lon,
+                                             "timestamp": round(t)}  # fmt: skip
+            response = await client.get("/ingest/osmand", params=query)
+            assert response.status_code == 200, response.text
+        lat, lon = _position(network, "B_S_0800", times[-1])
+        location = {"_type": "location", "lat": lat, "lon": lon, "tst": round(times[-1])}
+        alice = {"X-Limit-U": "alice", "X-Limit-D": "phone"}
+        mapped = await client.post("/ingest/owntracks", json=location, headers=alice)
+        assert (mapped.status_code, mapped.json()) == (200, [])
+        refused = [
+            await client.get("/ingest/osmand", params={"id": "bus-12", "lat": lat, "lon": lon,
+                                                       "timestamp": round(now_s)}),
+            await client.post("/ingest/owntracks", json=location,
+                              headers={"X-Limit-U": "carol", "X-Limit-D": "phone"}),
+        ]  # fmt: skip
+        assert [r.status_code for r in refused] == [403, 403]
+        assert [r.json()["reason"] for r in refused] == ["unknown_device"] * 2
+        assert refused[1].json()["detail"] == (
+            "device 'carol-phone' is not in the tracker's devices file: add a line "
+            "carol-phone,<vehicle_id> to it for this phone"
+        )
+
+        async def all_in() -> bool:
+            stats = await get_json(client, "/api/stats")
+            return bool(stats["writer"]["stored"] == len(times) + 1)
+
+        await eventually(all_in, "the listed phones' positions stored")
+        stats = await get_json(client, "/api/stats")
+        assert stats["pipeline"]["rejected_by_reason"] == {"unknown_device": 2}
+        vehicles = {
+            v["vehicle_id"]: v for v in (await get_json(client, "/api/vehicles"))["vehicles"]
+        }
+        assert set(vehicles) == {"bus-12", "bus-7"}
+        assert (vehicles["bus-12"]["state"], vehicles["bus-12"]["trip_id"]) == (
+            "in_service", "B_N_0800",
+        )  # fmt: skip
+        rejected = (await get_json(client, "/api/problems"))["rejected"]
+        assert {(r["vehicle_id"], r["reason"]) for r in rejected} == {
+            ("bus-12", "unknown_device"), ("carol-phone", "unknown_device"),
+        }  # fmt: skip

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import itertools
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterator
@@ -22,16 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from google.transit import gtfs_realtime_pb2 as rt
-from gtfs_rt_validator.api import Mode, Request, resolve_roles, validate
 
+from bench.feed_replay import replay, validate_feeds
 from simulator.day import simulate
-from tracker.core.engine import Engine, EngineConfig
 from tracker.core.network import Network
 from tracker.demo import BUNDLED_FEED
 from tracker.export import gtfs_rt
 from tracker.gtfs.load import load_network
-from tracker.live.insight import Insight
-from tracker.live.vehicle import LiveVehicle
 
 ROOT = Path(__file__).resolve().parents[2]
 WMATA = ROOT.parent / "shared" / "data" / "wmata-bus-2026-02-16" / "gtfs.zip"
@@ -47,33 +43,20 @@ class Moment:
 def morning(
     feed: Path, date: dt.date, start_s: float, minutes: float, vehicles: int
 ) -> Iterator[Moment]:
-    """The feeds every 10 simulated minutes of a morning matched live by the engine."""
+    """The feeds every 10 simulated minutes of a morning matched live by the engine
+    (`bench.feed_replay.replay`, 5 s of pings per step)."""
     network = load_network(feed)
-    engine = Engine(network, EngineConfig())
-    insight = Insight()
-    live: dict[str, LiveVehicle] = {}
     stream = simulate(network, np.random.default_rng(7), date, start_s=start_s,
                       end_s=start_s + 60 * minutes, max_vehicles=vehicles)  # fmt: skip
     pings = sorted((s.ping for s in stream), key=lambda p: p.timestamp)
-    next_moment = pings[0].timestamp + 600
-    for _, batch in itertools.groupby(pings, key=lambda p: int(p.timestamp // 5)):
-        group = list(batch)
-        now_s = group[-1].timestamp + 1
-        step = engine.step(group, now_s)
-        insight.update(step)
-        for ping, match in zip(group, step.matches, strict=True):
-            if match.state.value != "rejected":
-                live[ping.vehicle_id] = LiveVehicle.from_match(ping, match)
-        if now_s >= next_moment:
-            next_moment += 600
-            predictions = {v: insight.of_vehicle(v, now_s) for v in live}
-            yield Moment(now_s, {
-                "vp": gtfs_rt.vehicle_positions(network, live.values(), now_s,
-                                                stale_after_s=STALE_AFTER_S),
-                "tu": gtfs_rt.trip_updates(network, live.values(), predictions, now_s,
-                                           stale_after_s=STALE_AFTER_S),
-                "sa": gtfs_rt.alerts(network, insight.alerts(), now_s),
-            })  # fmt: skip
+    for m in replay(network, pings, step_s=5.0, every_s=600.0):
+        yield Moment(m.now_s, {
+            "vp": gtfs_rt.vehicle_positions(network, m.vehicles, m.now_s,
+                                            stale_after_s=STALE_AFTER_S),
+            "tu": gtfs_rt.trip_updates(network, m.vehicles, m.predictions, m.now_s,
+                                       stale_after_s=STALE_AFTER_S),
+            "sa": gtfs_rt.alerts(network, m.alerts, m.now_s),
+        })  # fmt: skip
 
 
 def static_tables(feed: Path) -> tuple[set[str], set[str], dict[str, dict[int, str]]]:
@@ -124,17 +107,14 @@ def check_against_static(moment: Moment, feed: Path) -> int:
 
 def assert_valid(moment: Moment, feed: Path, folder: Path) -> None:
     """No error from the validator; the bytes read back to the same messages."""
-    paths = {}
+    bodies = {}
     for role, message in moment.feeds.items():
         body = message.SerializeToString()
         again = rt.FeedMessage()
         again.ParseFromString(body)
         assert again == message
-        paths[role] = folder / f"{role}.pb"
-        paths[role].write_bytes(body)
-    at = dt.datetime.fromtimestamp(moment.now_s, dt.UTC)
-    result = validate(Request(mode=Mode.MODERN, gtfs=feed, inputs=resolve_roles(
-        {role: str(path) for role, path in paths.items()}), at=at))  # fmt: skip
+        bodies[role] = body
+    result = validate_feeds(bodies, feed, moment.now_s, folder)
     assert not result.has_errors(), result.error_ids()
 
 

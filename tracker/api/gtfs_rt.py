@@ -2,7 +2,8 @@
 `/gtfs-rt/alerts` (built by `tracker.export.gtfs_rt`).
 
 Protobuf by default (`application/x-protobuf`), `?format=json` for people reading it. Each feed
-is built at most once per `FEED_TICK_S` whatever the number of pollers, and keeps its bytes,
+is built at most once per `FEED_TICK_S` whatever the number of pollers (so an operator's
+cancellation shows within a tick), and keeps its bytes,
 header timestamp and ETag while what it says has not changed, so a poller's
 `If-None-Match` gets a 304 without a body. `Cache-Control: max-age` is that tick.
 """
@@ -82,9 +83,10 @@ class FeedCache:
                 predictions = {v.vehicle_id: self.insight.of_vehicle(v.vehicle_id, now_s)
                                for v in vehicles}  # fmt: skip
                 alerts = self.insight.alerts()
+                cancelled = list(self.insight.cancellations)  # the operator's, this moment's
                 built = await asyncio.to_thread(
                     self.builder.build, vehicles, predictions, alerts, now_s,
-                    stale_after_s=self.settings.stale_after_s,
+                    stale_after_s=self.settings.stale_after_s, cancelled=cancelled,
                 )  # fmt: skip
                 self._built_at = time.monotonic()
                 self.builds += 1
@@ -150,7 +152,8 @@ async def trip_updates(
     request: Request, cache: FeedCacheDep, format: FormatQuery = Format.PROTOBUF
 ) -> Response:
     """The trips buses are on and will run next: predicted arrivals at the stops ahead, with
-    their uncertainty, else the current delay."""
+    their uncertainty, else the current delay; the stops a bus on a detour skipped; the trips
+    the operator cancelled (CANCELED)."""
     return _answer(request, await cache.get("trip-updates"), format, cache.tick_s)
 
 
@@ -158,5 +161,6 @@ async def trip_updates(
 async def alerts(
     request: Request, cache: FeedCacheDep, format: FormatQuery = Format.PROTOBUF
 ) -> Response:
-    """What affects riders: detours, and frequency lines short of buses."""
+    """What affects riders: detours (with the stops missed), frequency lines short of buses,
+    and cancelled trips."""
     return _answer(request, await cache.get("alerts"), format, cache.tick_s)

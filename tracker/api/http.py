@@ -17,9 +17,9 @@ One module per part, each with its router: `tracker.api.health`, `tracker.api.ve
 `tracker.api.network` (routes and stops), `tracker.api.arrivals` (predictions, their accuracy,
 stop events), `tracker.api.operator` (fleet, problems, history, counters),
 `tracker.api.operations` (headways, alerts, detours, time–distance), `tracker.api.gtfs_rt`
-(GTFS-realtime feeds), `tracker.api.metrics` (Prometheus), `tracker.api.ingest` (phone apps
-in); what they share is in
-`tracker.api.deps`.
+(GTFS-realtime feeds), `tracker.api.siri` (SIRI-VM and SIRI-SM), `tracker.api.metrics`
+(Prometheus), `tracker.api.ingest` (phone apps in), `tracker.api.cancellations` (the operator's
+cancelled trips); what they share is in `tracker.api.deps`.
 
 Derived data that only depends on the network (the whole network as GeoJSON, the route list,
 the network's bounds) is computed on first use, off the event loop, and kept for the app's life.
@@ -31,6 +31,7 @@ from fastapi import APIRouter
 
 from tracker.api import (
     arrivals,
+    cancellations,
     gtfs_rt,
     health,
     ingest,
@@ -38,10 +39,12 @@ from tracker.api import (
     network,
     operations,
     operator,
+    siri,
     vehicles,
 )
 
 router = APIRouter()
-parts = (health, vehicles, network, arrivals, operator, operations, gtfs_rt, metrics, ingest)
+parts = (health, vehicles, network, arrivals, operator, operations, gtfs_rt, siri, metrics,
+         ingest, cancellations)  # fmt: skip
 for part in parts:
     router.include_router(part.router)

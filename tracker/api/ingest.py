@@ -4,9 +4,12 @@ payload and put on the same ingest queue as MQTT messages, so that the pipeline 
 validates, matches and stores them exactly as it does MQTT pings.
 
 A message that cannot be a position gets 400 with what is wrong, and is counted and listed
-with the pipeline's rejections (`malformed`); one the pipeline rejects later (bad coordinates,
-a timestamp in the future, a duplicate) is answered 200 and counted there, as for MQTT. A full
-queue answers 503 with Retry-After: the apps keep the position and send it again.
+with the pipeline's rejections (`malformed`); with a devices file (`tracker.ingest.devices`,
+kept by the pipeline), a listed phone reports as its vehicle and any other gets 403
+(`unknown_device`, counted and listed too). One the pipeline rejects later (bad coordinates, a
+timestamp in the future, a duplicate) is answered 200 and counted there, as for MQTT. A full
+queue answers 503 with Retry-After: the apps keep the position and send it again. An OwnTracks
+message that is no position (`lwt`, `transition`, ...) is answered and counted as ignored.
 
 These endpoints are open: authentication comes with the issue on trust (docs/interfaces.md).
 """
@@ -30,6 +33,7 @@ from tracker.ingest.phones import (
     from_osmand,
     from_owntracks,
     from_traccar_json,
+    json_object,
 )
 from tracker.ingest.queue import AsyncIngestQueue, Received
 from tracker.service import Pipeline
@@ -51,9 +55,14 @@ def _enqueue(queue: AsyncIngestQueue, pipeline: Pipeline, position: Position) ->
                         headers={"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
 
 
-def _refused(pipeline: Pipeline, vehicle_id: str | None, error: str) -> JSONResponse:
-    pipeline.reject(vehicle_id, Reason.MALFORMED, error)
-    return JSONResponse({"detail": error}, status_code=400)
+STATUS_OF_REASON = {Reason.MALFORMED: 400, Reason.UNKNOWN_DEVICE: 403}
+
+
+def _refused(pipeline: Pipeline, vehicle_id: str | None, error: PhoneMessageError) -> JSONResponse:
+    """Counted and listed with the pipeline's rejections, answered with the reason."""
+    pipeline.reject(vehicle_id, error.reason, str(error))
+    return JSONResponse({"detail": str(error), "reason": error.reason.value},
+                        status_code=STATUS_OF_REASON.get(error.reason, 400))  # fmt: skip
 
 
 async def _body(request: Request) -> bytes:
@@ -64,13 +73,7 @@ async def _body(request: Request) -> bytes:
 
 
 async def _json_object(request: Request) -> Mapping[str, Any]:
-    try:
-        found = json.loads(await _body(request))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise PhoneMessageError(f"the body is not JSON ({e})") from None
-    if not isinstance(found, dict):
-        raise PhoneMessageError("the body is not a JSON object")
-    return found
+    return json_object(await _body(request))
 
 
 @router.get("/osmand", operation_id="osmand_get", summary="OsmAnd / Traccar Client (GET)")
@@ -78,36 +81,43 @@ async def _json_object(request: Request) -> Mapping[str, Any]:
 async def osmand(request: Request, queue: QueueDep, pipeline: PipelineDep) -> Response:
     """A position from OsmAnd or Traccar Client: query (or form) parameters `id`, `lat`, `lon`,
     `timestamp` (epoch s or ms, or ISO 8601), `speed` (knots), `bearing`, `accuracy`; or Traccar
-    Client's JSON body. The device's `id` is the vehicle."""
+    Client's JSON body. The device's `id` is the vehicle, or the one the devices file gives it
+    (403 for a device it does not list)."""
     params: dict[str, Any] = dict(request.query_params)
+    device_id: object = params.get("id")
     try:
         if request.method == "POST" and request.headers.get("content-type", "").startswith(
             "application/json"
         ):
-            position = from_traccar_json(await _json_object(request))
+            body = await _json_object(request)
+            device_id = body.get("device_id")
+            position = from_traccar_json(body, pipeline.devices)
         else:
-            body = await _body(request) if request.method == "POST" else b""
-            params |= dict(parse_qsl(body.decode("utf-8", "replace")))
-            position = from_osmand(params)
+            form = await _body(request) if request.method == "POST" else b""
+            params |= dict(parse_qsl(form.decode("utf-8", "replace")))
+            device_id = params.get("id")
+            position = from_osmand(params, pipeline.devices)
     except PhoneMessageError as e:
-        return _refused(pipeline, params.get("id"), str(e))
+        return _refused(pipeline, None if device_id is None else str(device_id), e)
     return _enqueue(queue, pipeline, position) or Response(status_code=200)
 
 
 @router.post("/owntracks")
 async def owntracks(request: Request, queue: QueueDep, pipeline: PipelineDep) -> Response:
     """A message from OwnTracks in HTTP mode: a `location` is a position of the vehicle
-    `{user}-{device}` (the `X-Limit-U` and `X-Limit-D` headers, or `?u=&d=`); other messages are
-    answered and left alone. The answer is a JSON list, as the app expects."""
+    `{user}-{device}` (the `X-Limit-U` and `X-Limit-D` headers, or `?u=&d=`), or the one the
+    devices file gives that device (403 for a device it does not list); other messages are
+    answered and left alone (counted as ignored). The answer is a JSON list, as the app
+    expects."""
     user = request.headers.get("x-limit-u") or request.query_params.get("u")
     device = request.headers.get("x-limit-d") or request.query_params.get("d")
+    device_id = f"{user}-{device}" if user and device else None
     try:
-        position = from_owntracks(await _json_object(request), user, device)
+        body = await _json_object(request)
+        position = from_owntracks(body, user, device, pipeline.devices)
     except PhoneMessageError as e:
-        vehicle_id = f"{user}-{device}" if user and device else None
-        return _refused(pipeline, vehicle_id, str(e))
-    if position is not None:
-        busy = _enqueue(queue, pipeline, position)
-        if busy is not None:
-            return busy
-    return JSONResponse([])
+        return _refused(pipeline, device_id, e)
+    if position is None:
+        pipeline.ignore(device_id, f"an OwnTracks {str(body['_type'])[:40]!r} message")
+        return JSONResponse([])
+    return _enqueue(queue, pipeline, position) or JSONResponse([])

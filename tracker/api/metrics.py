@@ -70,6 +70,8 @@ class ServiceCollector(Collector):
                        queue.dropped_full + queue.dropped_superseded)  # fmt: skip
         yield _gauge("queue_waiting", "messages waiting in the ingest queue", queue.waiting)
         yield _counter("answers_revised", "answers that settled differently", stats.revised)
+        yield _counter("messages_ignored", "messages that are no position and no mistake (an "
+                       "OwnTracks lwt, transition, ...): left alone", stats.ignored)  # fmt: skip
         yield _counter("pings_late", "pings older than their vehicle's newest: stored, not "
                        "shown live, matched with hindsight afterwards", stats.late)  # fmt: skip
         yield _counter("pings_late_matched", "late pings answered with hindsight",
@@ -113,6 +115,7 @@ class ServiceCollector(Collector):
         for kind, n in sorted(kinds.items()):
             alerts.add_metric([kind], n)
         yield alerts
+        yield from _gtfs_rt(getattr(state, "pollers", []))
 
 
 def _accuracy(buckets: Any) -> Iterator[Metric]:
@@ -132,6 +135,38 @@ def _accuracy(buckets: Any) -> Iterator[Metric]:
         if b.coverage is not None:
             coverage.add_metric([horizon], b.coverage)
     yield from (mae, coverage, scored)
+
+
+def _gtfs_rt(pollers: Any) -> Iterator[Metric]:
+    """The polled GTFS-realtime feeds (`tracker.ingest.gtfs_rt_poll`), by feed."""
+    polls = CounterMetricFamily(PREFIX + "gtfs_rt_polls", "polls of GTFS-realtime feeds, by "
+                                "result (read, not_modified, failed)",
+                                labels=["feed", "result"])  # fmt: skip
+    failures = CounterMetricFamily(PREFIX + "gtfs_rt_failures", "failed polls of GTFS-realtime "
+                                   "feeds, by reason", labels=["feed", "reason"])  # fmt: skip
+    entities = CounterMetricFamily(PREFIX + "gtfs_rt_entities", "entities of the feeds read, by "
+                                   "outcome (sent, unchanged, or why skipped)",
+                                   labels=["feed", "outcome"])  # fmt: skip
+    up = GaugeMetricFamily(PREFIX + "gtfs_rt_feed_up", "1 while the last poll of the feed "
+                           "brought it", labels=["feed"])  # fmt: skip
+    feed_time = GaugeMetricFamily(PREFIX + "gtfs_rt_feed_timestamp_seconds", "header timestamp "
+                                  "of the last feed read (epoch s)", labels=["feed"])  # fmt: skip
+    for poller in pollers:
+        stats = poller.stats()
+        name = stats.feed
+        polls.add_metric([name, "read"], stats.feeds_read)
+        polls.add_metric([name, "not_modified"], stats.not_modified)
+        polls.add_metric([name, "failed"], stats.failures)
+        for reason, n in sorted(stats.failures_by_reason.items()):
+            failures.add_metric([name, reason], n)
+        entities.add_metric([name, "sent"], stats.sent)
+        entities.add_metric([name, "unchanged"], stats.unchanged)
+        for reason, n in sorted(stats.skipped_by_reason.items()):
+            entities.add_metric([name, reason], n)
+        up.add_metric([name], float(stats.healthy))
+        if stats.feed_timestamp_s is not None:
+            feed_time.add_metric([name], stats.feed_timestamp_s)
+    yield from (polls, failures, entities, up, feed_time)
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:

@@ -282,13 +282,15 @@ async def history_bounds(store: StoreDep) -> schemas.HistoryBounds:
 
 @router.get("/api/stats", tags=["operations"])
 async def stats(
+    request: Request,
     pipeline: PipelineDep,
     queue: QueueDep,
     ingest: IngestDep,
     hub: HubDep,
     settings: SettingsDep,
 ) -> schemas.Stats:
-    """Counters since start: pipeline, ingest queue, MQTT client, database writer, live hub."""
+    """Counters since start: pipeline, ingest queue, MQTT client, database writer, live hub,
+    polled GTFS-realtime feeds."""
     return schemas.Stats(
         now_s=settings.now(),
         pipeline=schemas.PipelineStats.model_validate(pipeline.stats, from_attributes=True),
@@ -301,6 +303,10 @@ async def stats(
         ),
         writer=schemas.WriterStats.model_validate(pipeline.writer, from_attributes=True),
         hub=hub.stats(),
+        gtfs_rt=[
+            schemas.GtfsRtPollStats.model_validate(poller.stats(), from_attributes=True)
+            for poller in getattr(request.app.state, "pollers", [])
+        ],
     )
 
 

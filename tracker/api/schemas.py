@@ -375,6 +375,8 @@ class PipelineStats(BaseModel):
     stop_events: int = Field(description="arrivals and departures at stops detected")
     by_state: dict[str, int]
     rejected_by_reason: dict[str, int]
+    ignored: int = Field(description="messages that are no position and no mistake, left alone "
+                         "(OwnTracks lwt, transition, ...)")  # fmt: skip
     vehicles_expired: int
     last_batch_size: int
     last_batch_s: float
@@ -403,6 +405,25 @@ class WriterStats(BaseModel):
     pending_batches: int
 
 
+class GtfsRtPollStats(BaseModel):
+    """One polled GTFS-realtime VehiclePositions feed (tracker/ingest/gtfs_rt_poll.py)."""
+
+    feed: str = Field(description="the URL, its query values and password masked")
+    healthy: bool = Field(description="the last poll brought the feed (or a 304)")
+    polls: int
+    feeds_read: int
+    not_modified: int = Field(description="304 answers to If-None-Match / If-Modified-Since")
+    failures: int
+    failures_by_reason: dict[str, int]
+    last_error: str | None = Field(description="why the current failure; null while healthy")
+    entities: int
+    sent: int = Field(description="positions put on the ingest queue")
+    unchanged: int = Field(description="positions already sent (same vehicle and timestamp)")
+    skipped_by_reason: dict[str, int]
+    vehicles: int = Field(description="vehicles whose last position sent is remembered")
+    feed_timestamp_s: float | None = Field(description="the last feed's header timestamp")
+
+
 class Stats(BaseModel):
     now_s: float
     pipeline: PipelineStats
@@ -411,6 +432,9 @@ class Stats(BaseModel):
     ingest: IngestStats
     writer: WriterStats
     hub: HubStats
+    gtfs_rt: list[GtfsRtPollStats] = Field(
+        default_factory=list, description="the polled GTFS-realtime feeds, in the settings' order"
+    )
 
 
 class Config(BaseModel):

@@ -53,6 +53,7 @@ class Reason(enum.StrEnum):
     NO_TRIP_FITS = "no_trip_fits"  # near a shape, but no scheduled trip fits the time
     SUPERSEDED = "superseded"  # stored unmatched: a newer ping of the vehicle overtook it
     LATE = "late"  # older than the vehicle's latest: stored, matched later (`core.late`)
+    UNKNOWN_DEVICE = "unknown_device"  # a phone the devices file does not list (`ingest.devices`)
 
 
 @dataclass(frozen=True, slots=True)

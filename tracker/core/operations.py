@@ -296,6 +296,9 @@ class Detour:
     typical_offset_m: float  # the median distance of its fixes from the shape
     off_fixes: int
     path: tuple[tuple[float, float], ...]  # (lat, lon) of its fixes off the shape (thinned)
+    # The farthest along the shape the foot of a fix off it came: the stops of its trip after
+    # `left_shape_dist_m` and before this are passed, not served (skipped). None: no fix yet.
+    reached_shape_dist_m: float | None = None
     ended_s: float | None = None  # its first fix back on a shape
     rejoined_lat: float | None = None
     rejoined_lon: float | None = None
@@ -745,6 +748,11 @@ class OperationsMonitor:
         _, offset = self.network.locate_on_shape(
             shape_idx, fix.x_m, fix.y_m, from_m=left - _MAX_FOOT_M, to_m=left + _MAX_FOOT_M
         )
+        # How far along the shape it has come: the foot of the fix, never going back.
+        reached = alert.reached_shape_dist_m if alert.reached_shape_dist_m is not None else left
+        foot, _ = self.network.locate_on_shape(
+            shape_idx, fix.x_m, fix.y_m, from_m=reached, to_m=reached + _MAX_FOOT_M
+        )
         path = (*alert.path, (fix.lat, fix.lon))
         if len(path) > self.config.max_path_points:
             path = path[::2]
@@ -760,6 +768,7 @@ class OperationsMonitor:
             typical_offset_m=round(float(np.median(offsets)), 1),
             off_fixes=alert.off_fixes + 1,
             path=path,
+            reached_shape_dist_m=round(max(reached, foot), 1),
         )
 
     def _end_detour(self, v: _Vehicle, *, rejoined: bool = True) -> None:

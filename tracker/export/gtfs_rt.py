@@ -18,9 +18,16 @@ Each feed is a FULL_DATASET with the header's timestamp at `now_s`:
   without predictions, the next stop only: the trip's current delay there (consumers carry it
   on; NO_DATA without one), or on a headway-only trip its template's running time from where the
   bus is. The trip's `delay` is set where it has a timetable. Each trip is paired with one bus
-  (`place`), in the same order in both feeds.
-- **Alerts**: what affects riders: a bus on a detour (DETOUR on its route) and frequency lines
-  short of buses (REDUCED_SERVICE).
+  (`place`), in the same order in both feeds. A trip the operator cancelled
+  (`tracker.core.cancellations`) is CANCELED, with no stop_time_update, from `CANCELLED_AHEAD_S`
+  before its scheduled departure until its scheduled arrival; a bus still reported on it is told
+  without its trip (the operator's word stands until it is undone). A bus on a detour (the
+  operations monitor's `Detour`, on a timetabled trip): the stops of its trip it passed while
+  off its shape are SKIPPED, then its next stop is NO_DATA (whether it serves the stops ahead
+  is not known; by the spec the stops after a NO_DATA one are unknown too).
+- **Alerts**: what affects riders: a bus on a detour (DETOUR on its route, naming the stops it
+  missed), frequency lines short of buses (REDUCED_SERVICE) and cancelled trips (NO_SERVICE on
+  the trip, for its scheduled span).
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from zoneinfo import ZoneInfo
 
 from google.transit import gtfs_realtime_pb2 as rt
 
-from tracker.core.departures import RunOnDay, locate_run, runs_by_start
+from tracker.core.cancellations import Cancellation
+from tracker.core.departures import RunOnDay, headsign, locate_run, runs_by_start
 from tracker.core.model import State
 from tracker.core.network import Network
 from tracker.core.operations import Alert, Detour, ShortService
@@ -43,7 +52,11 @@ GTFS_RT_VERSION = "2.0"
 STOPPED_AT_M = 25.0  # a bus this close to a stop, and slow, is stopped at it
 STOPPED_BELOW_MPS = 1.5
 INCOMING_AT_M = 150.0  # ... this close, on its way: incoming at it
-OFF_SHAPE_M = 200.0  # farther from its trip's shape, a vehicle is told without its trip
+# Farther from its trip's shape, a vehicle is told without its trip; east–west the distance
+# shrinks with the cosine of the latitude, as the validators' "far from the trip's shape" (E029:
+# 0.0017986 degrees, about 200 m north–south) does.
+OFF_SHAPE_M = 200.0
+CANCELLED_AHEAD_S = 24 * 3600.0  # a cancelled trip is told from this long before it leaves
 _ON_TRIP = frozenset({State.IN_SERVICE.value, State.LAYOVER.value, State.OFF_ROUTE.value})
 
 _VP = rt.VehiclePosition
@@ -123,7 +136,7 @@ def locate(network: Network, v: LiveVehicle) -> OnTrip | None:
     """The run and the stop of a vehicle on a trip, or None (no trip, or not in the feed)."""
     if v.trip_id is None or v.state not in _ON_TRIP:
         return None
-    if v.offset_m is not None and v.offset_m > OFF_SHAPE_M:
+    if v.offset_m is not None and v.offset_m > OFF_SHAPE_M * math.cos(math.radians(v.lat)):
         return None  # a bus on a detour: its position does not place it on its trip's stops
     located = locate_run(network, v.trip_id, v.observed_at_s, along_m=v.shape_dist_m,
                          delay_s=v.delay_s)  # fmt: skip
@@ -182,7 +195,8 @@ class FeedBuilder:
     built every second), so that a build encodes only what changed.
 
     The bytes of a FeedMessage are its header's then its entities' encodings one after the
-    other; each vehicle's are kept encoded, as a FeedMessage holding those entities only."""
+    other; each vehicle's are kept encoded, as a FeedMessage holding those entities only. A bus
+    on a detour is encoded afresh at each build (there are few)."""
 
     def __init__(self, network: Network) -> None:
         self.network = network
@@ -199,22 +213,32 @@ class FeedBuilder:
         now_s: float,
         *,
         stale_after_s: float,
+        cancelled: Iterable[Cancellation] = (),
     ) -> dict[str, tuple[bytes, bytes]]:
-        """Each feed's (header, entities) bytes: the message is their concatenation."""
+        """Each feed's (header, entities) bytes: the message is their concatenation.
+        `cancelled`: the trips the operator cancelled (those of them within the feed's
+        horizon are told, see `shown_cancellations`)."""
+        shown = shown_cancellations(cancelled, now_s)
+        keys = {c.key for c in shown}
         placed = place(self.network, vehicles, now_s, stale_after_s, self._locate)
+        if keys:  # a bus reported on a cancelled trip is told without it
+            placed = [(v, None if on is not None and trip_key(self.network, on) in keys else on)
+                      for v, on in placed]  # fmt: skip
         seen = {v.vehicle_id for v, _ in placed}
         for cache in (self._located, self._positions, self._updates):
             for gone in [k for k in cache if k not in seen]:
                 del cache[gone]
+        live_alerts = tuple(live_alerts)
+        detours = {a.vehicle_id: a for a in live_alerts if isinstance(a, Detour) and a.active
+                   and (a.trip_id, a.service_date) not in keys}  # fmt: skip
         head = rt.FeedMessage()
         header(head, now_s)
         top = head.SerializeToString(deterministic=True)
         return {
             "vehicle-positions": (top, self._vehicle_positions(placed)),
-            "trip-updates": (top, self._trip_updates(placed, predictions, now_s)),
-            "alerts": (top, alerts(self.network, live_alerts, now_s).SerializePartialToString(
-                deterministic=True)),
-        }  # fmt: skip
+            "trip-updates": (top, self._trip_updates(placed, predictions, now_s, detours, shown)),
+            "alerts": (top, _entities_only(alerts(self.network, live_alerts, now_s, shown))),
+        }
 
     def _locate(self, v: LiveVehicle) -> OnTrip | None:
         found = self._located.get(v.vehicle_id)
@@ -241,51 +265,106 @@ class FeedBuilder:
         placed: list[tuple[LiveVehicle, OnTrip | None]],
         predictions: Mapping[str, Sequence[Prediction]],
         now_s: float,
+        detours: Mapping[str, Detour],
+        cancelled: Sequence[Cancellation],
     ) -> bytes:
         chunks: list[bytes] = []
+        cancelled_chunks: list[bytes] = []
         done: set[str] = set()
+        for c in cancelled:
+            one = rt.FeedMessage()
+            key = _cancelled_trip_update(one, self.network, c, now_s)
+            if key is not None and key not in done:
+                done.add(key)
+                cancelled_chunks.append(one.SerializePartialToString(deterministic=True))
         later: list[tuple[str, bytes]] = []  # the block's next trips, after every current one
         for v, on in placed:
-            if on is None:
-                continue
             made = predictions.get(v.vehicle_id, ())
-            found = self._updates.get(v.vehicle_id)
-            if found is not None and found[0] is v and found[1] == on and found[2] is made:
-                updates = found[3]
+            detour = detours.get(v.vehicle_id)
+            located = None if detour is None else self._detour_run(v, on, detour)
+            if (
+                located is not None
+                and detour is not None
+                and (on is None or (on.located == located and skipped_stops(self.network, detour)))
+            ):  # off its shape, or near it with stops skipped: its detour's TripUpdate
+                updates = self._trip_updates_of(v, located, None, made, now_s, detour)
+            elif on is None:
+                continue
             else:
-                updates = self._trip_updates_of(v, on, made, now_s)
-                if updates.keep:
-                    self._updates[v.vehicle_id] = (v, on, made, updates)
+                found = self._updates.get(v.vehicle_id)
+                if found is not None and found[0] is v and found[1] == on and found[2] is made:
+                    updates = found[3]
+                else:
+                    updates = self._trip_updates_of(v, on.located, on, made, now_s)
+                    if updates.keep:
+                        self._updates[v.vehicle_id] = (v, on, made, updates)
+            if updates.key in done:
+                continue  # its trip is told already (cancelled, or another bus's)
             done.add(updates.key)
             chunks.append(updates.current)
             later.extend(updates.ahead)
+        chunks += cancelled_chunks
         for key, chunk in later:
             if key not in done:
                 done.add(key)
                 chunks.append(chunk)
         return b"".join(chunks)
 
-    def _trip_updates_of(
-        self, v: LiveVehicle, on: OnTrip, made: Sequence[Prediction], now_s: float
-    ) -> _Updates:
-        """The encoded TripUpdates of the trip the vehicle is on and of its block's next trips."""
+    def _detour_run(self, v: LiveVehicle, on: OnTrip | None, detour: Detour) -> RunOnDay | None:
+        """The run a bus on a detour is driving: the detour's trip on its service day, which
+        the bus may no longer be located on (far from the shape); None on a headway-only trip
+        (its stop_time_updates may only be UNSCHEDULED: no SKIPPED) or one not in the feed."""
         network = self.network
-        run, day = on.located.run, on.located.service_date
+        trip_idx = network.trip_index.get(detour.trip_id)
+        if trip_idx is None:
+            return None
+        if on is not None and trip_key(self.network, on) == (detour.trip_id, detour.service_date):
+            found: RunOnDay | None = on.located
+        else:
+            day = dt.datetime.strptime(detour.service_date, "%Y%m%d").date()
+            active = network.active_runs(day)
+            runs = [r for r in network.runs_of_trip.get(trip_idx, []) if active[r]]
+            found = RunOnDay(runs[0], day) if len(runs) == 1 else None
+            if found is None and runs:
+                along = detour.reached_shape_dist_m or detour.left_shape_dist_m
+                near = locate_run(network, detour.trip_id, v.observed_at_s, along_m=along,
+                                  delay_s=v.delay_s)  # fmt: skip
+                found = near if near is not None and near.service_date == day else None
+        if found is None or not bool(network.runs.exact_times[found.run]):
+            return None
+        return found
+
+    def _trip_updates_of(
+        self,
+        v: LiveVehicle,
+        located: RunOnDay,
+        on: OnTrip | None,
+        made: Sequence[Prediction],
+        now_s: float,
+        detour: Detour | None = None,
+    ) -> _Updates:
+        """The encoded TripUpdates of the trip the vehicle is on and of its block's next trips.
+        On a detour (`detour` given) its trip's are the stops it skipped, then no data."""
+        network = self.network
+        run, day = located.run, located.service_date
         service_date = f"{day:%Y%m%d}"
+        exact = bool(network.runs.exact_times[run])
         trip_id = network.trips[int(network.runs.trip_idx[run])].trip_id
-        if any(p.trips_ahead == 0 and (p.trip_id, p.service_date) != (trip_id, service_date)
-               for p in made):  # fmt: skip
-            made = ()  # made while the bus was taken for another trip's: stale
+        made = made_for_trip(made, (trip_id, service_date))
         by_trip: dict[tuple[str, str], list[Prediction]] = {}
         for p in made:
             by_trip.setdefault((p.trip_id, p.service_date), []).append(p)
         current_predictions = by_trip.pop((trip_id, service_date), [])
         one = rt.FeedMessage()
         key = _entity_id(network, run, service_date)
-        update = _trip_update(one, key, network, run, service_date, on.exact_times, v)
-        if current_predictions:
+        update = _trip_update(one, key, network, run, service_date, exact, v,
+                              with_delay=detour is None)  # fmt: skip
+        if detour is not None:
+            _detour_stops(update, network, run, detour)
+        elif current_predictions:
             _predicted_stops(update, network, run, current_predictions)
         else:
+            assert on is not None
             _next_stop_by_schedule(update, network, v, on, now_s)
         current = one.SerializePartialToString(deterministic=True)
         ahead: list[tuple[str, bytes]] = []
@@ -295,11 +374,11 @@ class FeedBuilder:
                 continue
             one = rt.FeedMessage()
             next_key = _entity_id(network, next_run, date)
-            exact = bool(network.runs.exact_times[next_run])
-            update = _trip_update(one, next_key, network, next_run, date, exact, v)
+            next_exact = bool(network.runs.exact_times[next_run])
+            update = _trip_update(one, next_key, network, next_run, date, next_exact, v)
             _predicted_stops(update, network, next_run, next_made)
             ahead.append((next_key, one.SerializePartialToString(deterministic=True)))
-        return _Updates(key, current, ahead, keep=bool(current_predictions))
+        return _Updates(key, current, ahead, keep=detour is None and bool(current_predictions))
 
 
 def _vehicle_entity(
@@ -335,10 +414,16 @@ def message(top: bytes, entities: bytes) -> rt.FeedMessage:
 
 
 def vehicle_positions(
-    network: Network, vehicles: Iterable[LiveVehicle], now_s: float, *, stale_after_s: float
+    network: Network,
+    vehicles: Iterable[LiveVehicle],
+    now_s: float,
+    *,
+    stale_after_s: float,
+    cancelled: Iterable[Cancellation] = (),
 ) -> rt.FeedMessage:
     """The VehiclePositions feed (see the module), built afresh."""
-    built = FeedBuilder(network).build(vehicles, {}, (), now_s, stale_after_s=stale_after_s)
+    built = FeedBuilder(network).build(vehicles, {}, (), now_s, stale_after_s=stale_after_s,
+                                       cancelled=cancelled)  # fmt: skip
     return message(*built["vehicle-positions"])
 
 
@@ -349,11 +434,81 @@ def trip_updates(
     now_s: float,
     *,
     stale_after_s: float,
+    live_alerts: Iterable[Alert] = (),
+    cancelled: Iterable[Cancellation] = (),
 ) -> rt.FeedMessage:
-    """The TripUpdates feed (see the module), built afresh. `predictions`: each vehicle's."""
-    built = FeedBuilder(network).build(vehicles, predictions, (), now_s,
-                                       stale_after_s=stale_after_s)  # fmt: skip
+    """The TripUpdates feed (see the module), built afresh. `predictions`: each vehicle's;
+    `live_alerts`: the operations alerts (their detours); `cancelled`: the cancelled trips."""
+    built = FeedBuilder(network).build(vehicles, predictions, live_alerts, now_s,
+                                       stale_after_s=stale_after_s,
+                                       cancelled=cancelled)  # fmt: skip
     return message(*built["trip-updates"])
+
+
+def shown_cancellations(cancelled: Iterable[Cancellation], now_s: float) -> list[Cancellation]:
+    """The cancellations the feeds tell at `now_s`: from `CANCELLED_AHEAD_S` before the trip's
+    scheduled departure (a consumer planning journeys for later learns of it) until its
+    scheduled arrival at its last stop; by trip and day."""
+    shown = [
+        c
+        for c in cancelled
+        if c.scheduled_departure_s - CANCELLED_AHEAD_S <= now_s <= c.scheduled_arrival_s
+    ]
+    return sorted(shown, key=lambda c: (c.service_date, c.trip_id))  # fmt: skip
+
+
+def _cancelled_trip_update(
+    feed: rt.FeedMessage, network: Network, c: Cancellation, now_s: float
+) -> str | None:
+    """A cancelled trip's TripUpdate: CANCELED, no stop_time_update (the spec's way to say the
+    trip does not run); its entity id (None: the trip is no longer in the feed)."""
+    trip_idx = network.trip_index.get(c.trip_id)
+    runs = network.runs_of_trip.get(trip_idx, []) if trip_idx is not None else []
+    if len(runs) != 1:
+        return None
+    entity = feed.entity.add()
+    entity.id = _entity_id(network, runs[0], c.service_date)
+    update = entity.trip_update
+    _trip_descriptor(network, update.trip, runs[0], c.service_date, True)
+    update.trip.schedule_relationship = _TD.CANCELED
+    update.timestamp = int(min(c.cancelled_at_s, now_s))  # no later than the header
+    return entity.id
+
+
+def skipped_stops(network: Network, detour: Detour) -> list[int]:
+    """The stops (indices in its trip's pattern) a bus on a detour passed while off its shape:
+    those after where it left and before the farthest its fixes off the shape came along it
+    (`Detour.reached_shape_dist_m`). Empty when the detour's shape is not its trip's."""
+    trip_idx = network.trip_index.get(detour.trip_id)
+    if trip_idx is None or detour.reached_shape_dist_m is None:
+        return []
+    trip = network.trips[trip_idx]
+    if network.shapes[trip.shape_idx].shape_id != detour.shape_id:
+        return []
+    dists = network.patterns[trip.pattern_idx].stop_dist_m
+    left, reached = detour.left_shape_dist_m, detour.reached_shape_dist_m
+    return [k for k, d in enumerate(dists.tolist()) if left < d < reached]
+
+
+def _detour_stops(update: rt.TripUpdate, network: Network, run: int, detour: Detour) -> None:
+    """A bus on a detour: SKIPPED at the stops it passed off its shape (no times: none is
+    needed), then NO_DATA at the next one (whether it serves the stops ahead is not known)."""
+    trip = network.trips[int(network.runs.trip_idx[run])]
+    pattern = network.patterns[trip.pattern_idx]
+    skipped = skipped_stops(network, detour)
+    for k in skipped:
+        stop = update.stop_time_update.add()
+        stop.stop_sequence = trip.stop_sequences[k]
+        stop.stop_id = pattern.stop_ids[k]
+        stop.schedule_relationship = _STU.SKIPPED
+    along = detour.reached_shape_dist_m or detour.left_shape_dist_m
+    ahead = [k for k, d in enumerate(pattern.stop_dist_m.tolist()) if d > along]
+    following = skipped[-1] + 1 if skipped else (ahead[0] if ahead else len(pattern.stop_ids))
+    if following < len(pattern.stop_ids):
+        stop = update.stop_time_update.add()
+        stop.stop_sequence = trip.stop_sequences[following]
+        stop.stop_id = pattern.stop_ids[following]
+        stop.schedule_relationship = _STU.NO_DATA
 
 
 def _next_stop_by_schedule(
@@ -401,6 +556,8 @@ def _trip_update(
     service_date: str,
     exact: bool,
     v: LiveVehicle,
+    *,
+    with_delay: bool = True,
 ) -> rt.TripUpdate:
     entity = feed.entity.add()
     entity.id = entity_id
@@ -408,7 +565,7 @@ def _trip_update(
     _trip_descriptor(network, update.trip, run, service_date, exact)
     update.vehicle.id = v.vehicle_id
     update.timestamp = int(v.observed_at_s)
-    if exact and v.delay_s is not None and math.isfinite(v.delay_s):
+    if with_delay and exact and v.delay_s is not None and math.isfinite(v.delay_s):
         update.delay = round(v.delay_s)
     return update
 
@@ -455,21 +612,75 @@ def _predicted_stops(
         stop.schedule_relationship = relationship
 
 
-def alerts(network: Network, live: Iterable[Alert], now_s: float) -> rt.FeedMessage:
-    """The Alerts feed: detours and frequency lines short of buses (see the module)."""
+def alerts(
+    network: Network, live: Iterable[Alert], now_s: float, cancelled: Iterable[Cancellation] = ()
+) -> rt.FeedMessage:
+    """The Alerts feed: detours, frequency lines short of buses and cancelled trips (see the
+    module). `cancelled`: those to tell now (`shown_cancellations`)."""
     feed = rt.FeedMessage()
     header(feed, now_s)
     for a in sorted(live, key=lambda a: a.alert_id):
         if isinstance(a, Detour) and a.active:
-            text = "A bus of this route is off its usual path (a detour): some stops may be missed."
-            _alert(feed, network, a.alert_id, a.route_id, a.trip_id, rt.Alert.DETOUR, "detour",
-                   text)  # fmt: skip
+            _detour_alert(feed, network, a)
         elif isinstance(a, ShortService):
             text = (f"{a.buses_seen} of the {a.buses_needed} buses this line's headway needs are "
                     "running: expect longer waits.")  # fmt: skip
             _alert(feed, network, a.alert_id, a.route_id, None, rt.Alert.REDUCED_SERVICE,
                    "fewer buses than scheduled", text)  # fmt: skip
+    for c in sorted(cancelled, key=lambda c: (c.service_date, c.trip_id)):
+        _cancelled_alert(feed, network, c)
     return feed
+
+
+def _detour_alert(feed: rt.FeedMessage, network: Network, a: Detour) -> None:
+    """DETOUR on the route and trip, and on each stop the bus passed off its route."""
+    trip_idx = network.trip_index.get(a.trip_id)
+    skipped = skipped_stops(network, a)
+    text = "A bus of this route is off its usual path (a detour): some stops may be missed."
+    stop_ids: list[str] = []
+    if trip_idx is not None and skipped:
+        pattern = network.patterns[network.trips[trip_idx].pattern_idx]
+        stop_ids = list(dict.fromkeys(pattern.stop_ids[k] for k in skipped))
+        names = ", ".join(_stop_name(network, stop_id) for stop_id in stop_ids)
+        text = (f"A bus of this route is off its usual path (a detour) and did not serve "
+                f"{names}; the stops after may be missed too.")  # fmt: skip
+    alert = _alert(feed, network, a.alert_id, a.route_id, a.trip_id, rt.Alert.DETOUR, "detour",
+                   text)  # fmt: skip
+    for stop_id in stop_ids:  # this route at this stop (not the stop's other routes)
+        informed = alert.informed_entity.add()
+        informed.route_id = a.route_id
+        informed.stop_id = stop_id
+
+
+def _cancelled_alert(feed: rt.FeedMessage, network: Network, c: Cancellation) -> None:
+    """NO_SERVICE on the trip of that day, with the operator's cause and reason; its impact is
+    the trip's scheduled span, told from when it was cancelled (or from its departure)."""
+    trip_idx = network.trip_index.get(c.trip_id)
+    if trip_idx is None:
+        return
+    zone = ZoneInfo(network.timezone)
+    leaves = dt.datetime.fromtimestamp(c.scheduled_departure_s, zone)
+    first_stop = network.patterns[network.trips[trip_idx].pattern_idx].stop_ids[0]
+    description = (
+        f"The {leaves:%H:%M} trip from {_stop_name(network, first_stop)} to "
+        f"{headsign(network, trip_idx)} on {leaves:%A %d %B %Y} does not run (trip "
+        f"{c.trip_id})." + (f" Reason: {c.reason}." if c.reason else "")
+    )
+    alert = _alert(feed, network, f"cancelled:{c.trip_id}:{c.service_date}", c.route_id,
+                   c.trip_id, rt.Alert.NO_SERVICE, f"the {leaves:%H:%M} trip is cancelled",
+                   description, start_date=c.service_date,
+                   relationship=_TD.CANCELED)  # fmt: skip
+    alert.cause = rt.Alert.Cause.Value(c.cause.value)  # type: ignore[assignment]
+    begin, end = int(c.scheduled_departure_s), math.ceil(c.scheduled_arrival_s)
+    told = alert.communication_period.add()
+    told.start, told.end = min(int(c.cancelled_at_s), begin), end
+    impact = alert.impact_period.add()
+    impact.start, impact.end = begin, end
+
+
+def _stop_name(network: Network, stop_id: str) -> str:
+    found = network.stops.get(stop_id)
+    return found[0] if found is not None and found[0] else stop_id
 
 
 def _alert(
@@ -481,7 +692,10 @@ def _alert(
     effect: int,
     header_text: str,
     description: str,
-) -> None:
+    *,
+    start_date: str | None = None,
+    relationship: int | None = None,
+) -> rt.Alert:
     entity = feed.entity.add()
     entity.id = alert_id
     alert = entity.alert
@@ -491,9 +705,39 @@ def _alert(
         network.routes[network.route_index[route_id]] if route_id in network.route_index else None
     )
     name = (route.short_name or route.long_name or route_id) if route is not None else route_id
-    if trip_id is not None and trip_id in network.trip_index:
+    trip_idx = network.trip_index.get(trip_id) if trip_id is not None else None
+    if trip_id is not None and trip_idx is not None:
         informed.trip.trip_id = trip_id
+        if start_date is not None:
+            informed.trip.start_date = start_date
+        if relationship is None:  # the trip's, as its TripUpdate would say (validators ask)
+            runs = network.runs_of_trip.get(trip_idx, [])
+            exact = bool(network.runs.exact_times[runs[0]]) if runs else True
+            relationship = _TD.SCHEDULED if exact else _TD.UNSCHEDULED
+        informed.trip.schedule_relationship = relationship  # type: ignore[assignment]
     alert.cause = rt.Alert.UNKNOWN_CAUSE
     alert.effect = effect  # type: ignore[assignment]
     alert.header_text.translation.add(text=f"Route {name}: {header_text}", language="en")
     alert.description_text.translation.add(text=description, language="en")
+    return alert
+
+
+def _entities_only(feed: rt.FeedMessage) -> bytes:
+    """A feed's entities, encoded without its header (the header goes first, once, and keeps
+    out of the digest that tells whether the feed changed)."""
+    feed.ClearField("header")
+    return feed.SerializePartialToString(deterministic=True)
+
+
+def trip_key(network: Network, on: OnTrip) -> tuple[str, str]:
+    """(trip_id, service date YYYYMMDD) of where a vehicle is, as `Cancellation.key`."""
+    trip = network.trips[int(network.runs.trip_idx[on.located.run])]
+    return trip.trip_id, f"{on.located.service_date:%Y%m%d}"
+
+
+def made_for_trip(made: Sequence[Prediction], current: tuple[str, str]) -> Sequence[Prediction]:
+    """A vehicle's predictions if they were made for the trip it is on now (`current`, as
+    `trip_key`), else none: made while it was taken for another trip's, they are stale."""
+    if any(p.trips_ahead == 0 and (p.trip_id, p.service_date) != current for p in made):
+        return ()
+    return made

@@ -12,10 +12,13 @@
   every accepted connection. paho's own reconnect is off. A broker that accepts TCP but does not
   answer CONNECT within `connect_timeout_s` counts as a failed attempt. Connections and
   disconnections are logged at INFO, messages never (they are counted).
-- It subscribes on every connection, to `tracker.wire.subscription(prefix, share_group)`, so it
-  also works when the broker has lost the session.
+- It subscribes on every connection, to `tracker.wire.subscription(prefix, share_group)` and,
+  unless `owntracks_prefix` is "", to OwnTracks' location topic
+  (`tracker.wire.owntracks_subscription`: ``owntracks/+/+``), so it also works when the broker
+  has lost the session.
 - Only the network thread touches the paho client. It wraps each message as a `Received` and
-  puts it into the `AsyncIngestQueue` (keyed by the vehicle id in the topic); decoding is the
+  puts it into the `AsyncIngestQueue`, keyed by the vehicle it is from (`tracker.wire.vehicle_key`:
+  the vehicle id in the topic, or the vehicle an OwnTracks device reports as); decoding is the
   pipeline's job. Closing sets a flag the thread looks at every 0.1 s; it then sends DISCONNECT
   (the broker keeps the session).
 
@@ -70,11 +73,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from tracker.ingest.devices import DeviceMap
 from tracker.ingest.queue import AsyncIngestQueue, Received
 from tracker.wire import (
     DEFAULT_TOPIC_PREFIX,
+    owntracks_subscription,
     subscription,
-    vehicle_of_topic,
+    vehicle_key,
 )
 
 log = logging.getLogger(__name__)
@@ -248,6 +253,8 @@ class MqttIngest:
         client_id: str,
         queue: AsyncIngestQueue,
         topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+        owntracks_prefix: str = "",
+        devices: DeviceMap | None = None,
         share_group: str | None = None,
         username: str | None = None,
         password: str | None = None,
@@ -258,6 +265,8 @@ class MqttIngest:
         backoff: Backoff = Backoff(),  # frozen: one shared default is safe
         rng: random.Random | None = None,
     ) -> None:
+        """`owntracks_prefix`: also take OwnTracks' locations on ``{owntracks_prefix}/+/+`` (""
+        is off); `devices`: the vehicle each OwnTracks device reports as, for the queue's key."""
         self.address = parse_broker_url(broker_url)
         if not client_id:
             raise ValueError("MqttIngest needs a fixed client_id: the broker keys sessions by it")
@@ -273,7 +282,12 @@ class MqttIngest:
                 raise ValueError(f"share group {share_group!r} must be non-empty, without / + #")
         self.client_id = client_id
         self.topic_filter = subscription(topic_prefix, share_group)
+        self.topic_filters = (self.topic_filter,) + (
+            (owntracks_subscription(owntracks_prefix, share_group),) if owntracks_prefix else ()
+        )
         self._topic_prefix = topic_prefix
+        self._owntracks_prefix = owntracks_prefix
+        self._devices = devices
         self._queue = queue
         self._username = username
         self._password = password
@@ -461,9 +475,9 @@ class MqttIngest:
             flags.session_present,
         )
         if self._protocol == "5":
-            client.subscribe(self.topic_filter, options=SubscribeOptions(qos=1))
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topic_filters])
         else:
-            client.subscribe(self.topic_filter, qos=1)
+            client.subscribe([(t, 1) for t in self.topic_filters])
 
     def _on_subscribe(
         self,
@@ -473,18 +487,17 @@ class MqttIngest:
         reason_codes: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
-        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        # one reason code per topic filter, in the order subscribed
+        answers = list(zip(self.topic_filters, reason_codes, strict=False))
+        refused = [f"{t!r}: {rc}" for t, rc in answers if rc.is_failure]
         if refused:
-            log.error(
-                "MQTT broker %s refused the subscription to %r: %s",
-                self.address,
-                self.topic_filter,
-                ", ".join(refused),
-            )
+            log.error("MQTT broker %s refused the subscription to %s", self.address,
+                      ", ".join(refused))  # fmt: skip
             return
-        if any(rc.value == 0 for rc in reason_codes):
-            log.warning("MQTT broker %s granted only QoS 0 for %r", self.address, self.topic_filter)
-        log.info("subscribed to %r", self.topic_filter)
+        for topic_filter, rc in answers:
+            if rc.value == 0:
+                log.warning("MQTT broker %s granted only QoS 0 for %r", self.address, topic_filter)
+        log.info("subscribed to %s", ", ".join(repr(t) for t in self.topic_filters))
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._subscribed.set)
 
@@ -518,6 +531,8 @@ class MqttIngest:
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self._messages_received += 1
         topic = message.topic
-        # Keyed by the topic's vehicle id; a stray topic is its own key and fails decoding later.
-        vehicle_id = vehicle_of_topic(topic, self._topic_prefix) or topic
+        # Keyed by the vehicle; a stray topic is its own key and fails decoding later.
+        vehicle_id = vehicle_key(topic, self._topic_prefix,
+                                 owntracks_prefix=self._owntracks_prefix,
+                                 devices=self._devices)  # fmt: skip
         self._queue.put_threadsafe(vehicle_id, Received(topic, bytes(message.payload), time.time()))

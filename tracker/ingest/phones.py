@@ -12,28 +12,50 @@
   the message's `topic`, `owntracks/{user}/{device}`). Other message types are answered and left
   alone.
 
+- **OwnTracks** (MQTT mode): the same `location` JSON on `owntracks/{user}/{device}`; the
+  pipeline's decoder (`tracker.wire.decode_message`) reads it with `from_owntracks`.
+
 Each becomes the JSON payload of `bus-tracker/v1/vehicles/{vehicle_id}/position` (docs/live.md),
 so that the pipeline decodes, validates and matches it exactly as an MQTT ping, with the same
-rejection reasons. The vehicle is the device: OsmAnd's `id`, OwnTracks' `{user}-{device}`.
-Pure: no I/O; a message that cannot be a position raises `PhoneMessageError` with what is wrong.
+rejection reasons. The vehicle is the device (OsmAnd's `id`, OwnTracks' `{user}-{device}`), or,
+with a devices file (`tracker.ingest.devices`), the vehicle the file gives that device; a device
+the file does not list raises `UnknownDeviceError` before anything else of its message is read.
+Pure: no I/O; a message that cannot be a position raises `PhoneMessageError` with what is wrong
+and the `Reason` the pipeline counts it under.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tracker.core.model import Reason
+from tracker.ingest.devices import MAX_ID_LENGTH, DeviceMap, id_problem
+
 KNOT_MPS = 1852.0 / 3600.0
 KMH_MPS = 1000.0 / 3600.0
-_BAD_ID_CHARS = frozenset("/+#")
-MAX_ID_LENGTH = 128
 
 
 class PhoneMessageError(ValueError):
-    """A message that cannot be a position: what is missing or wrong."""
+    """A message that cannot be a position: what is missing or wrong (`reason`: malformed)."""
+
+    reason: Reason = Reason.MALFORMED
+
+
+class UnknownDeviceError(PhoneMessageError):
+    """A position from a device the devices file does not list (`reason`: unknown_device)."""
+
+    reason = Reason.UNKNOWN_DEVICE
+
+    def __init__(self, device_id: str) -> None:
+        self.device_id = device_id
+        # The file's path is not said: the answer goes back to the phone.
+        super().__init__(f"device {device_id!r} is not in the tracker's devices file: add a "
+                         f"line {device_id},<vehicle_id> to it for this phone")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +66,32 @@ class Position:
     payload: dict[str, float | str]
 
 
-def vehicle_id_of(raw: object, what: str) -> str:
+def vehicle_id_of(raw: object, what: str, devices: DeviceMap | None = None) -> str:
+    """The vehicle a message's device id `raw` stands for: the id itself without `devices`,
+    else the vehicle they give it (`UnknownDeviceError` if they do not list it)."""
     text = str(raw).strip() if raw is not None else ""
     if not text:
         raise PhoneMessageError(f"{what} is missing: it names the vehicle")
-    if len(text) > MAX_ID_LENGTH or any(c in _BAD_ID_CHARS for c in text):
+    if id_problem(text) is not None:
         raise PhoneMessageError(f"{what} {text[:40]!r} is not an id (at most {MAX_ID_LENGTH} "
                                 "characters, none of / + #)")  # fmt: skip
-    return text
+    if devices is None:
+        return text
+    vehicle_id = devices.vehicle_of(text)
+    if vehicle_id is None:
+        raise UnknownDeviceError(text)
+    return vehicle_id
+
+
+def json_object(raw: bytes, what: str = "the body") -> Mapping[str, Any]:
+    """`raw` as a JSON object (an HTTP body, an MQTT payload: `what`)."""
+    try:
+        found = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PhoneMessageError(f"{what} is not JSON ({e})") from None
+    if not isinstance(found, dict):
+        raise PhoneMessageError(f"{what} is not a JSON object")
+    return found
 
 
 def _required(raw: object, name: str) -> float:
@@ -107,9 +147,9 @@ def _payload(
     return out
 
 
-def from_osmand(params: Mapping[str, Any]) -> Position:
+def from_osmand(params: Mapping[str, Any], devices: DeviceMap | None = None) -> Position:
     """An OsmAnd / Traccar Client message: query or form parameters (see the module)."""
-    vehicle_id = vehicle_id_of(params.get("id") or params.get("deviceid"), "id")
+    vehicle_id = vehicle_id_of(params.get("id") or params.get("deviceid"), "id", devices)
     lat = _required(params.get("lat"), "lat")
     lon = _required(params.get("lon"), "lon")
     knots = _number(params.get("speed"), "speed")
@@ -121,9 +161,9 @@ def from_osmand(params: Mapping[str, Any]) -> Position:
     ))  # fmt: skip
 
 
-def from_traccar_json(body: Mapping[str, Any]) -> Position:
+def from_traccar_json(body: Mapping[str, Any], devices: DeviceMap | None = None) -> Position:
     """Traccar Client's JSON message (see the module); its speed is in metres per second."""
-    vehicle_id = vehicle_id_of(body.get("device_id"), "device_id")
+    vehicle_id = vehicle_id_of(body.get("device_id"), "device_id", devices)
     location = body.get("location")
     if not isinstance(location, Mapping):
         raise PhoneMessageError('location is missing: expected {"location": {"coords": ...}}')
@@ -141,10 +181,24 @@ def from_traccar_json(body: Mapping[str, Any]) -> Position:
 
 
 def from_owntracks(
-    body: Mapping[str, Any], user: str | None, device: str | None
-) -> Position | None:
-    """An OwnTracks message (see the module); None for a message that is not a location."""
-    if body.get("_type") != "location":
+    body: Mapping[str, Any], user: str | None, device: str | None,
+    devices: DeviceMap | None = None,
+) -> Position | None:  # fmt: skip
+    """An OwnTracks message (see the module); None for a message that is not a location (`lwt`,
+    `transition`, `waypoint`, `card`, ...), which is to be left alone.
+
+    A message without `_type` is refused: it is no OwnTracks message. An `encrypted` one is
+    refused rather than left alone: it may well hold a location, which the tracker cannot read
+    without the app's key.
+    """
+    kind = body.get("_type")
+    if not isinstance(kind, str) or not kind:
+        raise PhoneMessageError('_type is missing: an OwnTracks message is {"_type": '
+                                '"location", "lat": ..., "lon": ..., "tst": ...}')  # fmt: skip
+    if kind == "encrypted":
+        raise PhoneMessageError("the message is encrypted, which the tracker cannot read: "
+                                "clear the app's secret encryption key")  # fmt: skip
+    if kind != "location":
         return None
     topic = body.get("topic")
     if (not user or not device) and isinstance(topic, str):
@@ -154,7 +208,7 @@ def from_owntracks(
     if not user or not device:
         raise PhoneMessageError("the user and device are missing: send the X-Limit-U and "
                                 "X-Limit-D headers (OwnTracks does in HTTP mode)")  # fmt: skip
-    vehicle_id = vehicle_id_of(f"{user}-{device}", "user-device")
+    vehicle_id = vehicle_id_of(f"{user}-{device}", "user-device", devices)
     lat = _required(body.get("lat"), "lat")
     lon = _required(body.get("lon"), "lon")
     kmh = _number(body.get("vel"), "vel")

@@ -5,12 +5,15 @@
 // (opened / updated / closed). Sorted by severity (critical first), then the newest; filtered by
 // route. Each alert says its kind, route, vehicles, since when and what to do; its button shows
 // it on the map (its position; a detour's path as a line; a ghost trip's first stop; a short
-// service's route), its vehicle buttons choose the vehicle as a table row does.
+// service's route), its vehicle buttons choose the vehicle as a table row does; a ghost trip's
+// "Mark cancelled" button, and the cancelled trips' list with "Undo", are
+// operator-cancellations.js's.
 // An ES module imported by operator.js; uses Leaflet's global `L` and common.js's global `BT`.
 
 import {
   $, page, number, routeName, shortId, element, setText, setError, apiError, selectVehicle,
 } from "./operator-state.js";
+import { cancelButton, startCancellations } from "./operator-cancellations.js";
 
 const REREAD_MS = 30000;
 const RENDER_MS = 500; // the list is redrawn at most this often (updates come with every fix)
@@ -149,6 +152,7 @@ export function startAlerts() {
   });
   readAlerts();
   setInterval(readAlerts, REREAD_MS);
+  startCancellations(readAlerts); // an undone cancellation's ghost is listed again
   setInterval(scheduleRender, 15000); // "since … (3 min)" moves with the clock
 }
 
@@ -249,6 +253,12 @@ function alertItem(a) {
   element("div", { className: "alert-head" }, show, element("span", { className: "alert-since", text: since })),
   element("p", { className: "alert-what", text: describe(a) }),
   element("p", { className: "alert-do", text: action(a) }));
+  if (a.kind === "ghost_trip") { // known not to run: off the list, CANCELED in the feeds
+    item.append(element("p", { className: "alert-actions" }, cancelButton(a, () => {
+      applyChange({ change: "closed", alert: a });
+      renderAlerts();
+    })));
+  }
   const ids = vehiclesOf(a);
   if (ids.length) {
     const line = element("p", { className: "alert-vehicles" }, element("span", { text: BT.t("al_vehicles") }));
