@@ -883,11 +883,16 @@ def whole_routes(
     """Routes drawn in random order while every bus that serves them in the window fits in
     `max_vehicles` (a route whose buses no longer fit is passed over for smaller ones): a city
     that tracks some routes fully, whose headways are then the timetable's, rather than every
-    route short of buses. Give them to `simulate` as `route_ids`."""
+    route short of buses. Only routes with a trip on the road in the window's first hour are
+    drawn (a route whose service ended just before would run in full with no bus to show);
+    when none fits whole, the one with fewest buses (`simulate`'s `max_vehicles` then keeps that
+    many of them). Give them to `simulate` as `route_ids`."""
     config = config or SimConfig()
     plans = plan_buses(network, service_date)
     route_of = network.run_route
+    runs = network.runs
     buses_of: dict[int, set[int]] = {}
+    running_soon: set[int] = set()
     for i, plan in enumerate(plans):
         if (
             _latest_s(network, plan, config) > start_s
@@ -895,7 +900,10 @@ def whole_routes(
         ):
             for route in {int(route_of[run]) for run in plan.runs}:
                 buses_of.setdefault(route, set()).add(i)
-    routes = sorted(buses_of)
+            for run in plan.runs:
+                if runs.end_s[run] >= start_s and runs.start_s[run] <= min(end_s, start_s + 3600):
+                    running_soon.add(int(route_of[run]))
+    routes = sorted(buses_of.keys() & running_soon)
     kept: set[int] = set()
     picked: list[int] = []
     for k in rng.permutation(len(routes)).tolist():
@@ -903,6 +911,8 @@ def whole_routes(
         if len(kept | buses) <= max_vehicles:
             kept |= buses
             picked.append(routes[k])
+    if not picked and routes:  # no running route fits whole: the smallest, `simulate` cuts it
+        picked = [min(routes, key=lambda r: (len(buses_of[r]), r))]
     # a bus of a picked route may serve others too (its block): they are run in part
     return sorted(network.routes[r].route_id for r in picked)
 

@@ -78,21 +78,30 @@ def demo_clock(
     start_s: float | None = None,
 ) -> DemoClock:
     """Where the demo clock starts: `service_date` (default: today's weekday on a date the
-    feed serves) at `start_s` (default: the current local time if buses run then, else 08:00)."""
+    feed serves) at `start_s` (default: the current local time if buses run then and through
+    the catch-up's 20 minutes before, else 08:00: at 06:05, with service from 06:00, the map
+    would show a handful of buses waiting at their terminals)."""
     today = dt.datetime.fromtimestamp(wall_s, ZoneInfo(network.timezone)).date()
     date = service_date or covered_date(network, today)
     if start_s is None:
         start_s = wall_s - network.day_origin(today)
-        busy = _running_at(network, date, FALLBACK_TIME_OF_DAY_S)
-        if _running_at(network, date, start_s) < busy / 4:
+        busy = _running_before(network, date, FALLBACK_TIME_OF_DAY_S)
+        running = min(_running_before(network, date, at_s)
+                      for at_s in (start_s - CATCH_UP_S + WINDOW_S, start_s))  # fmt: skip
+        if running < busy / 4:
             start_s = FALLBACK_TIME_OF_DAY_S
     start_s = float(int(start_s))
     return DemoClock(date, start_s, network.day_origin(date) + start_s - wall_s)
 
 
-def _running_at(network: Network, date: dt.date, at_s: float) -> int:
+WINDOW_S = 600.0
+
+
+def _running_before(network: Network, date: dt.date, at_s: float) -> int:
+    """How many runs of `date` are on the road at some time in the `WINDOW_S` before `at_s` (a
+    window, not a moment: a small network's buses all wait at their terminals now and then)."""
     runs = network.runs
-    on = network.active_runs(date) & (runs.start_s <= at_s) & (runs.end_s >= at_s)
+    on = network.active_runs(date) & (runs.start_s <= at_s) & (runs.end_s >= at_s - WINDOW_S)
     return int(np.count_nonzero(on))
 
 

@@ -31,13 +31,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from tracker.core.model import Ping, Reason
+from tracker.ingest.devices import DeviceMap
+from tracker.ingest.phones import PhoneMessageError, from_owntracks, json_object
 from tracker.pings_io import BadRow, decode_json_record
-
-if TYPE_CHECKING:
-    from tracker.ingest.devices import DeviceMap
 
 DEFAULT_TOPIC_PREFIX = "bus-tracker/v1/vehicles"
 OWNTRACKS_PREFIX = "owntracks"  # the apps' default base topic is owntracks/{user}/{device}
@@ -187,10 +185,6 @@ def decode_owntracks(
     is a message on a deeper topic (``.../event``), which the tracker does not subscribe to. What
     cannot be a position is rejected with the reason and detail the HTTP endpoint gives it.
     """
-    # Imported here: `tracker.ingest`'s package module imports its MQTT client, which imports
-    # this module (a top-level import would be a cycle whenever `tracker.wire` comes first).
-    from tracker.ingest.phones import PhoneMessageError, from_owntracks, json_object
-
     head = prefix + "/"
     levels = topic[len(head) :].split("/") if topic.startswith(head) else []
     if len(levels) < 2 or not levels[0] or not levels[1]:

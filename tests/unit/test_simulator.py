@@ -386,8 +386,21 @@ def test_whole_routes_draws_routes_whose_buses_all_fit() -> None:
     picked = {network.route_index[r] for r in routes}
     served = {int(network.run_route[run]) for i in chosen.chosen for run in chosen.plans[i].runs}
     assert served == picked  # the Nairobi feed has no blocks: one route per bus
-    assert 5 <= len(routes) < len(network.routes)
+    assert 2 <= len(routes) < len(network.routes)
     assert routes == draw()
+    # each drawn route has a trip on the road in the window's first hour, not only before it
+    runs = network.runs
+    active = network.active_runs(date)
+
+    def runs_then(route_id: str) -> bool:
+        of_route = active & (network.run_route == network.route_index[route_id])
+        return bool(((runs.end_s >= start_s) & (runs.start_s <= start_s + 3600) & of_route).any())
+
+    assert all(runs_then(r) for r in routes)
+    # when no route fits whole, the smallest that runs: simulate keeps `max_vehicles` of it
+    (small,) = day.whole_routes(network, np.random.default_rng(1), date, max_vehicles=5,
+                                start_s=start_s, end_s=end_s)  # fmt: skip
+    assert runs_then(small)
 
 
 TRUTH = day.Truth(
