@@ -10,6 +10,9 @@ date of the feed with today's weekday (`Settings.clock_offset_s`), at the curren
 day if buses run then, else at 08:00. The map and the API show that clock.
 
 Ctrl-C stops the server, the simulator, the broker and the database, and leaves no process.
+So does a SIGKILL (of the demo alone or of its process group): a watchdog process
+(tracker/watchdog.py) stops the simulator and the database and removes the temporary directory
+once the demo is gone; the broker, in the demo's process, ends with it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from tracker.gtfs.load import load_network
 from tracker.ingest.broker import embedded_broker
 from tracker.settings import Settings
 from tracker.store.embedded import embedded_postgres
+from tracker.watchdog import watchdog
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +133,17 @@ async def run_demo(options: DemoOptions) -> None:
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     async with contextlib.AsyncExitStack() as stack:
+        # First in, last out: after a normal exit it finds everything stopped and removed.
+        dog = stack.enter_context(watchdog())
         database_url = options.database_url
         if database_url is None:
             data_dir = Path(tempfile.mkdtemp(prefix="bus-tracker-demo-"))
+            dog.remove(data_dir)
             stack.callback(shutil.rmtree, data_dir, True)
             print("starting the embedded PostgreSQL ...", flush=True)
-            database_url = await stack.enter_async_context(embedded_postgres(data_dir / "pg"))
+            database_url = await stack.enter_async_context(
+                embedded_postgres(data_dir / "pg", watchdog=dog)
+            )
         broker_url = options.broker_url
         protocol: Literal["5", "3.1.1"] = "5"
         if broker_url is None:
@@ -187,6 +196,7 @@ async def run_demo(options: DemoOptions) -> None:
             ]  # fmt: skip
             simulator = await asyncio.create_subprocess_exec(*command)
             stack.push_async_callback(_stop, simulator)
+            dog.stop_process(simulator.pid)
         database = "embedded" if options.database_url is None else "given"
         print(
             f"\nBus tracker demo: http://{options.host}:{options.port}  (API docs at /docs)\n"

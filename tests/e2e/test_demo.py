@@ -139,6 +139,20 @@ def assert_stopped_with_all_it_started(
     assert list(scratch.glob("bus-tracker-demo-*")) == []  # its database files are gone too
 
 
+async def wait_until_all_it_started_is_gone(
+    tree: list[psutil.Process], commands: list[str], scratch: Path
+) -> tuple[list[str], list[Path]]:
+    """After the demo died: wait (up to STOP_TIMEOUT_S) until none of its processes runs and
+    its temporary directory is gone; what is left then (both empty if all went)."""
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while True:
+        left = [command for p, command in zip(tree, commands, strict=True) if alive(p)]
+        folders = list(scratch.glob("bus-tracker-demo-*"))
+        if (not left and not folders) or time.monotonic() > deadline:
+            return left, folders
+        await asyncio.sleep(0.1)
+
+
 async def test_the_demo_shows_moving_buses_and_ctrl_c_stops_everything(scratch: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -201,3 +215,36 @@ async def test_sigterm_stops_the_demo_and_all_it_started(scratch: Path) -> None:
             demo.kill()
             demo.wait()
     assert_stopped_with_all_it_started(code, log, tree, commands, scratch)
+
+
+@pytest.mark.parametrize("whom", ["process group", "demo alone"])
+async def test_sigkill_of_the_demo_leaves_no_process_and_no_files(scratch: Path, whom: str) -> None:
+    # A service manager's last word (SIGTERM, then SIGKILL a few seconds later, to the process
+    # group), or `kill -9` of the demo. Its PostgreSQL is detached from the group and would run
+    # on (the simulator too, when the demo alone dies), holding the temporary directory.
+    port = free_port()
+    log = scratch / "demo.log"
+    own_session = whom == "process group"
+    demo = start_demo(scratch, log, port, vehicles=50, own_session=own_session)
+    try:
+        await wait_until_healthy(f"http://127.0.0.1:{port}", demo, log)
+        tree, commands = started_processes(demo, scratch)
+        assert any("tracker.watchdog" in c for c in commands), commands
+        killed = time.monotonic()
+        if own_session:
+            os.killpg(demo.pid, signal.SIGKILL)
+        else:
+            demo.kill()
+        code = await asyncio.to_thread(demo.wait, STOP_TIMEOUT_S)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert code == -signal.SIGKILL
+    left, folders = await wait_until_all_it_started_is_gone(tree, commands, scratch)
+    gone_s = time.monotonic() - killed
+    output_text = log.read_text()
+    assert left == [], output_text
+    assert folders == [], output_text
+    assert "its owner ended, stopping" in output_text  # the watchdog did it
+    print(f"\nSIGKILL of the {whom}: its {len(tree)} processes and files gone in {gone_s:.1f} s")

@@ -3,7 +3,10 @@
 The server keeps its files in `data_dir` and listens only on a Unix socket (in `data_dir`, or in a
 short runtime directory when that path is too long for a socket), so it needs no installed
 database and takes no TCP port. It is stopped when the context exits, also on cancellation and
-Ctrl-C (which `asyncio.run` turns into a cancellation).
+Ctrl-C (which `asyncio.run` turns into a cancellation). pg_ctl daemonises the server into a
+session of its own, so a process killed with SIGKILL would leave it running: given a `Watchdog`
+(tracker/watchdog.py), the server is named to it before it starts, and the watchdog stops it
+when this process ends without doing so.
 
 pgserver's own behaviour worth knowing: run as root, it runs postgres as a system user `pgserver`
 (created if missing) and adds read/traverse permission for others on the parents of `data_dir`. Use
@@ -30,6 +33,7 @@ with warnings.catch_warnings():
     from pgserver.utils import DiskList
 
 from tracker.store.postgres import create_database_if_missing
+from tracker.watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +43,18 @@ _T = TypeVar("_T")
 
 
 @contextlib.asynccontextmanager
-async def embedded_postgres(data_dir: Path) -> AsyncIterator[str]:
+async def embedded_postgres(
+    data_dir: Path, *, watchdog: Watchdog | None = None
+) -> AsyncIterator[str]:
     """Start PostgreSQL on `data_dir` (created if missing), yield the URL of database `tracker`.
 
     The database is created when missing; the data stays in `data_dir` for the next start.
+    `watchdog`, if given, stops the server should this process end without stopping it.
     """
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    if watchdog is not None:
+        watchdog.stop_postgres(data_dir)  # before it starts: a kill during the start is covered
     server, cancelled = await _run_to_completion(_start, data_dir)
     try:
         if cancelled:
