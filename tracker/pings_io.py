@@ -149,7 +149,10 @@ def _read(path: Path) -> Iterator[Ping | BadRow]:
                 raise PingFileError(f"{path}: is a JSON array; expected one JSON object per line")
         return _read_jsonl(path)
     with _open_text(path) as f:
-        header = next(csv.reader(f), None)
+        try:
+            header = next(csv.reader(f), None)
+        except csv.Error as e:  # a header cell over csv's field size limit (128 KiB)
+            raise PingFileError(f"{path}: the CSV header cannot be read ({e})") from None
     if header is None:
         raise PingFileError(f"{path}: is empty; expected a CSV header")
     header = [name.strip() for name in header]
@@ -174,7 +177,16 @@ def _read_csv(path: Path, header: list[str], layout: _Layout) -> Iterator[Ping |
     with _open_text(path) as f:
         rows = csv.reader(f)
         next(rows)  # the header, already checked
-        for number, row in enumerate(rows, start=1):
+        number = 0
+        while True:
+            number += 1
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except csv.Error as e:  # a cell over csv's field size limit: the reader goes on
+                yield BadRow(number, None, None, Reason.MALFORMED, f"row {number}: {e}")
+                continue
             if row:
                 yield _decode(dict(zip(header, row, strict=False)), layout, number, "row", "column")
 
@@ -189,6 +201,10 @@ def _read_jsonl(path: Path) -> Iterator[Ping | BadRow]:
                 obj = json.loads(line)
             except ValueError as e:
                 yield BadRow(number, None, None, Reason.MALFORMED, f"line {number}: not JSON ({e})")
+                continue
+            except RecursionError:  # "[[[[...": nested deeper than Python recurses
+                detail = f"line {number}: JSON nested too deep"
+                yield BadRow(number, None, None, Reason.MALFORMED, detail)
                 continue
             yield decode_json_record(obj, number, "line")
 
@@ -341,7 +357,11 @@ def _id(value: object, what: str) -> str:
 def _number(value: object, what: str) -> float:
     """A float from a JSON number or a decimal string ("nan" and "inf" included)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer of hundreds of digits
+            detail = f"{what} is an integer too large for a float"
+            raise _FieldError(Reason.MALFORMED, detail) from None
     text = _text(value, what)
     try:
         if "_" not in text:  # float() would accept "1_000"

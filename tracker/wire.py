@@ -221,6 +221,8 @@ def decode_ping(topic: str, payload: bytes, prefix: str = DEFAULT_TOPIC_PREFIX) 
         obj = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as e:
         return WireError(vehicle_id, Reason.MALFORMED, f"payload is not JSON ({e})")
+    except RecursionError:  # "[[[[...": 4 KB of brackets nest deeper than Python recurses
+        return WireError(vehicle_id, Reason.MALFORMED, "payload is JSON nested too deep")
     if isinstance(obj, dict):
         given = obj.get("vehicle_id")
         if given is None or given == "":
@@ -271,9 +273,13 @@ def _common_case(obj: dict[str, object], vehicle_id: str) -> Ping | None:
 
 
 def _json_number(value: object) -> float | None:
-    """A JSON number as a float; None for anything else (null, text, true and false)."""
+    """A JSON number as a float; None for anything else (null, text, true and false), and for
+    an integer too large for a float (`decode_json_record` then says what is wrong)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     return None
 
 

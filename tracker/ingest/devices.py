@@ -27,8 +27,12 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracker.errors import TrackerError
+
+if TYPE_CHECKING:
+    import _csv
 
 COLUMNS = ("device_id", "vehicle_id")
 MAX_ID_LENGTH = 128
@@ -73,8 +77,15 @@ def parse_devices(text: str, *, source: str = "the devices file") -> DeviceMap:
     Raises `DevicesFileError` naming `source`, the line and what is wrong: a missing column, a
     line without both ids, an id that cannot be one, a device listed twice, no device at all.
     """
-    # `line_num` is the file's line number (the last line of a record with a quoted line break)
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), skipinitialspace=True)
+    try:
+        return _parse_rows(reader, source)
+    except csv.Error as e:  # a field over csv's size limit (128 KiB), a quote left open
+        raise DevicesFileError(f"{source}, line {reader.line_num}: not CSV ({e})") from None
+
+
+def _parse_rows(reader: _csv.Reader, source: str) -> DeviceMap:
+    # `line_num` is the file's line number (the last line of a record with a quoted line break)
     header = next(reader, None)
     if header is None:
         raise DevicesFileError(f"{source} is empty: its first line is the header "

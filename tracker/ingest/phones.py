@@ -89,6 +89,8 @@ def json_object(raw: bytes, what: str = "the body") -> Mapping[str, Any]:
         found = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise PhoneMessageError(f"{what} is not JSON ({e})") from None
+    except RecursionError:  # "[[[[...": nested deeper than Python recurses
+        raise PhoneMessageError(f"{what} is JSON nested too deep") from None
     if not isinstance(found, dict):
         raise PhoneMessageError(f"{what} is not a JSON object")
     return found
@@ -108,6 +110,8 @@ def _number(raw: object, name: str) -> float | None:
         value = float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise PhoneMessageError(f"{name} {str(raw)[:40]!r} is not a number") from None
+    except OverflowError:  # a JSON integer of hundreds of digits
+        raise PhoneMessageError(f"{name} is an integer too large to be a number") from None
     if not math.isfinite(value):
         raise PhoneMessageError(f"{name} {raw!r} is not a finite number")
     return value
@@ -119,6 +123,8 @@ def _timestamp(raw: object, name: str) -> float:
         raise PhoneMessageError(f"{name} is missing")
     try:
         value = float(raw)  # type: ignore[arg-type]
+    except OverflowError:  # a JSON integer of hundreds of digits
+        raise PhoneMessageError(f"{name} is an integer too large to be a time") from None
     except (TypeError, ValueError):
         try:
             parsed = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
