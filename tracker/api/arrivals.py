@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from tracker.api import schemas
 from tracker.api.deps import (
     HubDep,
+    IdQuery,
     InsightDep,
     NetworkDep,
     RoutesQuery,
@@ -25,7 +26,7 @@ from tracker.api.deps import (
     StoreDep,
     route_ids_param,
 )
-from tracker.api.errors import BadParameterError, NotFoundError
+from tracker.api.errors import BadParameterError, NotFoundError, problem_responses
 from tracker.core import departures
 from tracker.core.accuracy import BucketScore
 from tracker.core.network import Network
@@ -34,8 +35,12 @@ from tracker.core.stop_events import StopEvent
 from tracker.live.vehicle import LiveVehicle
 
 STOP_EVENTS_LIMIT: Final = 100_000
+LAST_EPOCH_S: Final = 253_402_300_799.0
+"""9999-12-31 23:59:59 UTC, the last second a Python datetime holds: a time window is declared
+within 0..this (schemathesis found that one past it failed in the store: a 500, or asyncpg's
+encoder's OSError reported as a 503 "database unavailable" for what is the client's mistake)."""
 
-router = APIRouter()
+router = APIRouter(responses=problem_responses(404, 422, 503))
 
 
 class Predictions(BaseModel):
@@ -113,11 +118,15 @@ async def accuracy(insight: InsightDep, settings: SettingsDep) -> Accuracy:
 @router.get("/api/stop-events", tags=["predictions"])
 async def stop_events(
     store: StoreDep,
-    start_s: Annotated[float, Query(description="window start, epoch s (included)")],
-    end_s: Annotated[float, Query(description="window end, epoch s (excluded)")],
-    stop_id: str | None = None,
-    vehicle_id: str | None = None,
-    trip_id: str | None = None,
+    start_s: Annotated[
+        float, Query(description="window start, epoch s (included)", ge=0.0, le=LAST_EPOCH_S)
+    ],
+    end_s: Annotated[
+        float, Query(description="window end, epoch s (excluded)", ge=0.0, le=LAST_EPOCH_S)
+    ],
+    stop_id: IdQuery = None,
+    vehicle_id: IdQuery = None,
+    trip_id: IdQuery = None,
     routes: RoutesQuery = None,
     limit: Annotated[int, Query(ge=1, le=STOP_EVENTS_LIMIT)] = 10_000,
 ) -> StopEvents:

@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from tracker.api.deps import HubDep, InsightDep, NetworkDep, SettingsDep, StoreDep
-from tracker.api.errors import BadParameterError, NotFoundError
+from tracker.api.errors import BadParameterError, NotFoundError, problem_responses
 from tracker.core.cancellations import (
     Cancellation,
     CancellationError,
@@ -45,7 +45,11 @@ from tracker.store.postgres import Store
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/operator/cancellations", tags=["operator"])
+router = APIRouter(
+    prefix="/api/operator/cancellations",
+    tags=["operator"],
+    responses=problem_responses(400, 404, 422, 503),  # 400: a body that is not JSON
+)
 
 
 def get_cancellations(request: Request) -> Cancellations:

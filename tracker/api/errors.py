@@ -17,10 +17,11 @@ show as a 500 and be logged, not as the client's fault. Endpoints turn bad input
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from tracker.errors import StoreError, TrackerError
 from tracker.live.hub import SubscriptionError
@@ -36,6 +37,31 @@ class BadParameterError(TrackerError, ValueError):
 
 class ServiceBrokenError(TrackerError):
     """A background task of the service (pipeline, store writer, hub) has crashed."""
+
+
+class Problem(BaseModel):
+    """The body of an error answer, as declared in the OpenAPI document.
+
+    `detail` is the mapping's message, or the list of problems of FastAPI's own checks (both
+    answer 422, so one status must declare both shapes); other fields (the ingest's `reason`)
+    may follow."""
+
+    detail: str | list[dict[str, Any]]
+
+
+_MEANING_OF_STATUS: Final = {
+    400: "the request cannot be read (the message says what is wrong)",
+    403: "the device is not known",
+    404: "an id in the path or the query is not known",
+    422: "a parameter cannot be used (the message says what to send instead)",
+    503: "the database or a background task is unavailable: try again",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a router or route: `statuses` answered with a `Problem`, so that the
+    OpenAPI document declares every status an endpoint can answer (schemathesis checks it)."""
+    return {s: {"model": Problem, "description": _MEANING_OF_STATUS[s]} for s in statuses}
 
 
 STATUS_OF_ERROR: Final[tuple[tuple[type[Exception], int], ...]] = (

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from tracker.api.deps import PipelineDep, QueueDep
+from tracker.api.errors import problem_responses
 from tracker.core.model import Reason
 from tracker.ingest.phones import (
     PhoneMessageError,
@@ -39,7 +40,7 @@ from tracker.ingest.queue import AsyncIngestQueue, Received
 from tracker.service import Pipeline
 from tracker.wire import position_topic
 
-router = APIRouter(prefix="/ingest", tags=["ingest"])
+router = APIRouter(prefix="/ingest", tags=["ingest"], responses=problem_responses(400, 403, 503))
 
 MAX_BODY_BYTES = 64 * 1024
 RETRY_AFTER_S = 5

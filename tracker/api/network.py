@@ -25,7 +25,7 @@ from tracker.api.deps import (
     geojson_response,
     per_network,
 )
-from tracker.api.errors import NotFoundError
+from tracker.api.errors import NotFoundError, problem_responses
 from tracker.core import departures, geojson
 from tracker.core.model import State
 from tracker.core.network import Network
@@ -36,7 +36,7 @@ from tracker.settings import Settings
 
 _ON_A_TRIP: Final = frozenset({State.IN_SERVICE.value, State.LAYOVER.value, State.OFF_ROUTE.value})
 
-router = APIRouter()
+router = APIRouter(responses=problem_responses(404, 422))
 
 
 @router.get("/api/routes", tags=["network"])

@@ -25,14 +25,14 @@ from tracker.api.deps import (
     StoreDep,
     route_ids_param,
 )
-from tracker.api.errors import BadParameterError, NotFoundError
+from tracker.api.errors import BadParameterError, NotFoundError, problem_responses
 from tracker.core.network import Network
 from tracker.core.operations import Alert, Detour, Gap, RouteHeadway
 
 DIAGRAM_MAX_S: Final = 6 * 3600.0
 DIAGRAM_POSITIONS: Final = 200_000
 
-router = APIRouter()
+router = APIRouter(responses=problem_responses(404, 422, 503))
 
 
 class Alerts(BaseModel):

@@ -12,8 +12,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tracker.api import schemas
+from tracker.api.arrivals import LAST_EPOCH_S
 from tracker.api.deps import (
     HubDep,
+    IdQuery,
     IngestDep,
     InsightDep,
     NetworkDep,
@@ -26,7 +28,7 @@ from tracker.api.deps import (
     per_network,
     route_ids_param,
 )
-from tracker.api.errors import BadParameterError
+from tracker.api.errors import BadParameterError, problem_responses
 from tracker.api.vehicles import shown_position
 from tracker.core import departures, geojson
 from tracker.core.model import State
@@ -39,7 +41,7 @@ from tracker.store.postgres import VehicleRow
 ON_TIME_EARLY_S: Final = -60.0  # on time: ON_TIME_EARLY_S <= delay_s <= ON_TIME_LATE_S
 ON_TIME_LATE_S: Final = 300.0
 
-router = APIRouter()
+router = APIRouter(responses=problem_responses(422, 503))
 
 
 @router.get("/api/fleet", tags=["operations"])
@@ -217,9 +219,13 @@ def _vehicle_problem(v: LiveVehicle, now_s: float) -> schemas.VehicleProblem:
 @router.get("/api/history", tags=["history"], response_model=schemas.History)
 async def history(
     store: StoreDep,
-    start_s: Annotated[float, Query(description="window start, epoch s (included)")],
-    end_s: Annotated[float, Query(description="window end, epoch s (excluded)")],
-    vehicle_id: str | None = None,
+    start_s: Annotated[
+        float, Query(description="window start, epoch s (included)", ge=0.0, le=LAST_EPOCH_S)
+    ],
+    end_s: Annotated[
+        float, Query(description="window end, epoch s (excluded)", ge=0.0, le=LAST_EPOCH_S)
+    ],
+    vehicle_id: IdQuery = None,
     routes: RoutesQuery = None,
     limit: Annotated[int, Query(ge=1, le=200_000)] = 50_000,
 ) -> Response:

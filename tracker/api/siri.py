@@ -35,7 +35,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from tracker.api.deps import HubDep, InsightDep, NetworkDep, SettingsDep
-from tracker.api.errors import BadParameterError
+from tracker.api.errors import BadParameterError, problem_responses
 from tracker.core.cancellations import Cancellation
 from tracker.core.network import Network
 from tracker.core.operations import Alert
@@ -46,7 +46,7 @@ from tracker.live.insight import Insight
 from tracker.live.vehicle import LiveVehicle
 from tracker.settings import Settings
 
-router = APIRouter(prefix="/siri", tags=["siri"])
+router = APIRouter(prefix="/siri", tags=["siri"], responses=problem_responses(422))
 
 SIRI_TICK_S: Final = 1.0
 MAX_KEPT_ANSWERS: Final = 1024

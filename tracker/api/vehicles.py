@@ -21,7 +21,7 @@ from tracker.api.deps import (
     finite,
     route_ids_param,
 )
-from tracker.api.errors import NotFoundError
+from tracker.api.errors import NotFoundError, problem_responses
 from tracker.core import departures
 from tracker.core.model import State
 from tracker.core.network import Network
@@ -33,7 +33,7 @@ from tracker.store.postgres import VehicleRow
 TRAIL_MAX_POINTS: Final = 2000
 _SNAPPED_STATES: Final = frozenset({State.IN_SERVICE.value, State.LAYOVER.value})
 
-router = APIRouter()
+router = APIRouter(responses=problem_responses(404, 422, 503))
 
 
 @router.get("/api/vehicles", tags=["vehicles"])
