@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--gtfs", type=Path, help="GTFS feed (TRACKER_GTFS)")
     serve.add_argument("--host", help="HTTP host (TRACKER_HTTP_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (TRACKER_HTTP_PORT, default 8000)")
-    serve.add_argument("--batch-interval-s", type=float, help="micro-batch interval (0.2)")
+    serve.add_argument("--batch-interval-s", type=float, help="micro-batch interval (0.05)")
     serve.add_argument("--retention-days", type=int, help="days of history kept (30)")
     serve.add_argument("--share-group", help="MQTT 5 shared subscription group")
     serve.add_argument(
