@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass
 
 from tracker.core.model import Ping, Reason
-from tracker.ingest.devices import DeviceMap
+from tracker.ingest.devices import MAX_ID_LENGTH, DeviceMap, id_problem
 from tracker.ingest.phones import PhoneMessageError, from_owntracks, json_object
 from tracker.pings_io import BadRow, decode_json_record
 
@@ -214,6 +214,10 @@ def decode_ping(topic: str, payload: bytes, prefix: str = DEFAULT_TOPIC_PREFIX) 
     vehicle_id = vehicle_of_topic(topic, prefix)
     if vehicle_id is None:
         return WireError(None, Reason.MALFORMED, f"topic {topic!r} is not {prefix}/<id>/position")
+    problem = id_problem(vehicle_id)  # the same rule as the phones' ids: at most 128 characters
+    if problem is not None:
+        shown = vehicle_id if len(vehicle_id) <= MAX_ID_LENGTH else vehicle_id[:MAX_ID_LENGTH] + "…"
+        return WireError(shown, Reason.MALFORMED, f"the topic's vehicle id {problem}")
     if len(payload) > MAX_PAYLOAD_BYTES:
         detail = f"payload of {len(payload)} bytes is over {MAX_PAYLOAD_BYTES}"
         return WireError(vehicle_id, Reason.MALFORMED, detail)

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tracker.core.model import Ping, Reason
-from tracker.ingest.devices import DeviceMap
+from tracker.ingest.devices import MAX_ID_LENGTH, DeviceMap
 from tracker.ingest.phones import (
     KMH_MPS,
     KNOT_MPS,
@@ -259,3 +259,15 @@ def test_the_subscriptions() -> None:
     for bad in ("", "owntracks/", "/owntracks", "owntracks/#", "own+tracks"):
         with pytest.raises(ValueError, match="OwnTracks topic prefix"):
             owntracks_subscription(bad)
+
+
+def test_a_vehicle_id_in_the_trackers_topic_follows_the_phones_id_rule() -> None:
+    longest = "b" * MAX_ID_LENGTH
+    ping = Ping(longest, 1772611200.0, 33.5, -7.6)
+    assert decode_ping(f"bus-tracker/v1/vehicles/{longest}/position", encode_ping(ping)) == ping
+    too_long = "b" * (MAX_ID_LENGTH + 1)
+    refused = decode_ping(f"bus-tracker/v1/vehicles/{too_long}/position", b"{}")
+    assert isinstance(refused, WireError)
+    assert refused.reason is Reason.MALFORMED
+    assert refused.detail == f"the topic's vehicle id is 129 characters long, over {MAX_ID_LENGTH}"
+    assert refused.vehicle_id == longest + "…"  # as listed among the problems: bounded too
