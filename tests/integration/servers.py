@@ -7,6 +7,7 @@ stopped when the test (or session) ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from pgserver._commands import POSTGRES_BIN_PATH
 from pgserver.postgres_server import PostgresServer, get_server
 
 
@@ -167,3 +169,43 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     postgres_server.psql(f"CREATE DATABASE {name};")
     uri: str = postgres_server.get_uri(name)
     return uri
+
+
+@dataclass
+class OwnPostgres:
+    """A PostgreSQL server of one test's own, which the test may stop and start again on the
+    same data folder and socket (so the same URL), as a database host going away and coming
+    back: for fault tests, which must not stop the session's shared server."""
+
+    server: PostgresServer
+    url: str  # of the test's database on it
+
+    def _pg_ctl(self, *args: str) -> None:
+        # pgserver's own `pg_ctl` wrapper is made at import time, which mypy cannot see; this is
+        # the same binary, run as the same user (pgserver's own user when run as root).
+        pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
+        subprocess.run([pg_ctl, "-D", str(self.server.pgdata), "-w", *args], check=True,
+                       capture_output=True, timeout=60, user=self.server.system_user)  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop the server process (`pg_ctl stop -m fast`: open sessions are ended, as when an
+        operator or a failover takes the host down); returns once it is gone."""
+        self._pg_ctl("-m", "fast", "stop")
+
+    def start(self) -> None:
+        """Start it again, with the same options pgserver started it with (its socket folder
+        is derived from the data folder, so the URL is the same); returns once it is ready."""
+        self.server.ensure_postgres_running()
+
+
+@contextlib.contextmanager
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A new PostgreSQL server (in a folder of its own) with one empty database, removed after."""
+    directory = Path(tempfile.mkdtemp(prefix="tracker-test-own-pg-"))  # not tmp_path: see above
+    server = get_server(directory, cleanup_mode="stop")
+    try:
+        server.psql("CREATE DATABASE tracker;")
+        yield OwnPostgres(server, server.get_uri("tracker"))
+    finally:
+        server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
