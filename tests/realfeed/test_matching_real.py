@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_data import SHARED_DATA, required
 from tracker.core.matcher import Matcher
 from tracker.core.model import Ping, State
 from tracker.gtfs.load import load_network
@@ -15,9 +16,7 @@ from tracker.pings_io import BadRow, read_pings
 
 pytestmark = pytest.mark.realfeed
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-if not DATA.is_dir():
-    pytest.skip(f"the shared data folder {DATA} is absent", allow_module_level=True)
+DATA = required(SHARED_DATA)
 
 
 def read(path: Path) -> list[Ping]:

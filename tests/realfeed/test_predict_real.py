@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from bench.predictions import Truth, baseline_s
+from tests.shared_data import SHARED_DATA, required
 from tracker.core.matcher import Matcher
 from tracker.core.model import Ping
 from tracker.core.predict import History
@@ -22,9 +23,7 @@ from tracker.predict_offline import replay
 
 pytestmark = pytest.mark.realfeed
 
-WMATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "wmata-bus-2026-02-16"
-if not WMATA.is_dir():
-    pytest.skip(f"the shared data folder {WMATA} is absent", allow_module_level=True)
+WMATA = required(SHARED_DATA / "wmata-bus-2026-02-16")
 
 
 def test_wmata_predictions_beat_the_schedule_and_their_ranges_hold(tmp_path: Path) -> None:

@@ -6,22 +6,17 @@ Each feed is built once per module (the largest, WMATA, takes about 2 s).
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.shared_data import SHARED_DATA, required
 from tracker.core.network import Network
 from tracker.gtfs.load import build_network
 
 pytestmark = pytest.mark.realfeed
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-if not DATA.is_dir():
-    pytest.skip(
-        f"real feeds folder {DATA} is absent (it sits beside the checkout in CI)",
-        allow_module_level=True,
-    )
+DATA = required(SHARED_DATA)
 
 WMATA = "wmata-bus-2026-02-16/gtfs.zip"
 CALTRAIN = "caltrain-rt/gtfs.zip"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from google.transit import gtfs_realtime_pb2
 
+from tests.shared_data import SHARED_DATA, required
 from tracker.core.model import Match, Ping, Reason, State
 from tracker.errors import PingFileError
 from tracker.pings_io import (
@@ -19,8 +20,6 @@ from tracker.pings_io import (
     bad_row_match,
     read_pings,
 )
-
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 HEADER = "vehicle_id,timestamp,lat,lon,speed,bearing,accuracy,route_id,trip_id\n"
 
@@ -41,9 +40,7 @@ def pings_only(items: list[Ping | BadRow]) -> list[Ping]:
 
 @pytest.fixture
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the checkout)")
-    return SHARED_DATA
+    return required(SHARED_DATA)
 
 
 # --- generic CSV ---------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from simulator.gps import GpsConfig
 from simulator.publish import parse_broker_url
 from simulator.replay import Pacer, ReplayCounts, recorded_pings
 from tests import feeds
+from tests.shared_data import SHARED_DATA, required
 from tests.unit.test_operations import corridor_feed
 from tracker.core.model import Ping
 from tracker.core.network import Network
@@ -35,8 +36,7 @@ from tracker.gtfs.load import load_network
 from tracker.pings_io import read_pings
 
 SIMULATOR = Path(__file__).resolve().parents[2] / "simulator"
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-TRIMET = DATA / "static" / "trimet-vermont-2018.zip"
+TRIMET = SHARED_DATA / "static" / "trimet-vermont-2018.zip"
 WEDNESDAY = dt.date(2026, 3, 4)
 CLEAN = GpsConfig(
     noise_m=0.0,
@@ -46,7 +46,6 @@ CLEAN = GpsConfig(
     out_of_order_rate=0.0,
     jitter_s=0.0,
 )
-needs_data = pytest.mark.skipif(not TRIMET.is_file(), reason=f"{TRIMET} is absent")
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +65,7 @@ def loop(feed_dir: Path) -> Network:
 
 @pytest.fixture(scope="module")
 def trimet() -> Network:
-    if not TRIMET.is_file():
-        pytest.skip(f"{TRIMET} is absent")
-    return load_network(TRIMET, use_cache=False)
+    return load_network(required(TRIMET), use_cache=False)
 
 
 def _day(network: Network, date: dt.date, seed: int = 1, **options: Any) -> list[SimPing]:
@@ -139,7 +136,6 @@ def test_clean_positions_lie_on_the_true_trip_shape(two_directions: Network, loo
             assert sim.ping.lon == sim.truth.lon
 
 
-@needs_data
 def test_clean_positions_on_a_real_feed(trimet: Network) -> None:
     pings = _day(trimet, _trimet_date(trimet), config=SimConfig(gps=CLEAN))
     assert len(pings) > 3000
@@ -213,7 +209,6 @@ def test_lateness_drifts_but_stays_bounded(two_directions: Network) -> None:
     assert np.std(ends) > 10  # and differs between trips
 
 
-@needs_data
 def test_lateness_on_a_real_feed_is_plausible(trimet: Network) -> None:
     pings = _day(trimet, _trimet_date(trimet))
     delays = np.array([p.truth.delay_s for p in pings if p.truth.state == day.IN_SERVICE])
