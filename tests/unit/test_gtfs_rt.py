@@ -19,7 +19,7 @@ from tests.unit import test_operations as operations_tests
 from tests.unit.test_matcher import WEEKDAY, drive, network_of
 from tracker.core.cancellations import Cancellation, Cause, cancellation
 from tracker.core.engine import Engine, EngineConfig
-from tracker.core.model import State
+from tracker.core.model import Ping, State
 from tracker.core.network import Network
 from tracker.core.operations import Detour, OperationsMonitor
 from tracker.core.predict import Prediction
@@ -34,16 +34,23 @@ def network(tmp_path: Path) -> Network:
     return network_of(feeds.two_directions_feed, tmp_path)
 
 
-def live_states(
-    network: Network,
-) -> list[tuple[float, dict[str, LiveVehicle], dict[str, list[Prediction]]]]:
+LiveStates = list[tuple[float, dict[str, LiveVehicle], dict[str, list[Prediction]]]]
+
+
+def live_states(network: Network) -> LiveStates:
     """After each ping of two buses (one late), the live vehicles and their predictions."""
-    engine = Engine(network, EngineConfig(predict_every_s=60.0))
-    pings = sorted(
+    return replayed(
+        network,
         drive(network, "B_N_0600", WEEKDAY, vehicle="bus1", every_s=20.0)
         + drive(network, "B_S_0600", WEEKDAY, vehicle="bus2", every_s=20.0, delay_s=120.0),
-        key=lambda p: p.timestamp,
     )
+
+
+def replayed(network: Network, pings: list[Ping]) -> LiveStates:
+    """`pings` through the live engine in time order, a second after each: then the clock, the
+    live vehicles and their predictions (as the hub and insight would hold them)."""
+    engine = Engine(network, EngineConfig(predict_every_s=60.0))
+    pings = sorted(pings, key=lambda p: p.timestamp)
     live: dict[str, LiveVehicle] = {}
     predictions: dict[str, list[Prediction]] = {}
     out = []

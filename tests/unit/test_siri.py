@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 
 from tests import feeds
+from tests.unit.test_gtfs_rt import replayed
 from tests.unit.test_matcher import WEEKDAY, drive
 from tracker.core.cancellations import cancellation
 from tracker.core.engine import Engine, EngineConfig
-from tracker.core.model import State
 from tracker.core.network import Network
 from tracker.core.operations import Detour, Severity
 from tracker.core.predict import Prediction
@@ -67,23 +67,12 @@ class Day:
 def day(tmp_path_factory: pytest.TempPathFactory) -> Day:
     feed = feeds.two_directions_feed(tmp_path_factory.mktemp("siri"))
     network = build_network(feed)
-    engine = Engine(network, EngineConfig(predict_every_s=60.0))
-    pings = sorted(
+    pings = (
         drive(network, "B_N_0600", WEEKDAY, vehicle="bus1", every_s=20.0, with_bearing=True)
         + drive(network, "B_S_0600", WEEKDAY, vehicle="bus2", every_s=20.0, delay_s=LATE_S)
-        + drive(network, "B_N_0612", WEEKDAY, vehicle="bus3", every_s=20.0, delay_s=EARLY_S),
-        key=lambda p: p.timestamp,
+        + drive(network, "B_N_0612", WEEKDAY, vehicle="bus3", every_s=20.0, delay_s=EARLY_S)
     )
-    live: dict[str, LiveVehicle] = {}
-    predictions: dict[str, list[Prediction]] = {}
-    states = []
-    for ping in pings:
-        step = engine.step([ping], ping.timestamp + 1.0)
-        (match,) = step.matches
-        if match.state is not State.REJECTED:
-            live = live | {ping.vehicle_id: LiveVehicle.from_match(ping, match)}
-        predictions = predictions | step.predictions
-        states.append(LiveState(ping.timestamp + 1.0, live, predictions))
+    states = [LiveState(*state) for state in replayed(network, pings)]
     return Day(network, feed, states)
 
 
