@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
@@ -86,9 +86,11 @@ def place(
     now_s: float,
     stale_after_s: float,
     locate_one: Callable[[LiveVehicle], OnTrip | None] | None = None,
+    cancelled: Collection[tuple[str, str]] = frozenset(),
 ) -> list[tuple[LiveVehicle, OnTrip | None]]:
     """The vehicles seen in the last `stale_after_s`, by id, each with where it is in the
-    timetable (None: on no trip of the feed).
+    timetable (None: on no trip of the feed, or on one of the `cancelled` trips, `trip_key`s:
+    the operator's word stands, a bus reported on a cancelled trip is told without it).
 
     A headway-only trip's departures are told apart by the schedule only, so two buses close in
     time can be located on one departure: the buses of one such trip get distinct departures,
@@ -122,7 +124,7 @@ def place(
     # with the one seen last only, so that the feeds pair each trip with one vehicle.
     latest: dict[tuple[int, dt.date], int] = {}
     for i, (v, on) in enumerate(placed):
-        if on is None:
+        if on is None or (cancelled and trip_key(network, on) in cancelled):
             continue
         key = (on.located.run, on.located.service_date)
         other = latest.get(key)
@@ -220,10 +222,7 @@ class FeedBuilder:
         horizon are told, see `shown_cancellations`)."""
         shown = shown_cancellations(cancelled, now_s)
         keys = {c.key for c in shown}
-        placed = place(self.network, vehicles, now_s, stale_after_s, self._locate)
-        if keys:  # a bus reported on a cancelled trip is told without it
-            placed = [(v, None if on is not None and trip_key(self.network, on) in keys else on)
-                      for v, on in placed]  # fmt: skip
+        placed = place(self.network, vehicles, now_s, stale_after_s, self._locate, keys)
         seen = {v.vehicle_id for v, _ in placed}
         for cache in (self._located, self._positions, self._updates):
             for gone in [k for k in cache if k not in seen]:

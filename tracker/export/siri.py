@@ -289,11 +289,7 @@ def moment(
     `live_alerts` the operations alerts (their detours), `cancelled` the operator's
     cancellations; `locate_one` a `Locator` to keep the vehicles located between moments."""
     keys = frozenset(c.key for c in shown_cancellations(cancelled, now_s))
-    placed = []
-    for v, on in place(network, vehicles, now_s, stale_after_s, locate_one):
-        if on is not None and keys and trip_key(network, on) in keys:
-            on = None  # the operator's word stands: a bus reported on a cancelled trip
-        placed.append((v, on))
+    placed = place(network, vehicles, now_s, stale_after_s, locate_one, keys)
     detoured = frozenset(a.vehicle_id for a in live_alerts if isinstance(a, Detour) and a.active)
     return Moment(network, now_s, stale_after_s, placed, predictions, keys, detoured)
 
