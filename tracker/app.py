@@ -25,9 +25,11 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi_offline import FastAPIOffline
 
+from tracker.api.auth import AuthState
 from tracker.api.cancellations import load_cancellations
 from tracker.api.errors import install_error_handlers
 from tracker.api.http import router as http_router
+from tracker.api.ratelimit import install_rate_limit
 from tracker.core.engine import EngineConfig
 from tracker.core.matcher import MatcherConfig
 from tracker.core.network import Network
@@ -81,20 +83,7 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
                 hub.publish(recent)
                 hub.tick()  # so the first clients' snapshot already holds them
                 queue = AsyncIngestQueue(settings.queue_capacity, settings.superseded_capacity)
-                writer = StoreWriter(
-                    store, max_batches=settings.store_queue_batches, clock=settings.now
-                )
-                # The operator's cancelled trips, as stored: for the feeds and the alerts.
-                cancellations = await load_cancellations(store, net, settings.now())
-                insight = Insight(cancellations=cancellations)
                 devices = _devices(settings)
-                pipeline = Pipeline(matcher, writer, hub, clock=settings.now,
-                                    topic_prefix=settings.topic_prefix,
-                                    owntracks_prefix=settings.owntracks_topic_prefix,
-                                    devices=devices,
-                                    hide_after_s=settings.hide_after_s,
-                                    insight=insight)  # fmt: skip
-                pipeline.remember(recent)  # so they expire like the others
                 ingest = MqttIngest(
                     settings.broker_url,
                     client_id=settings.mqtt_client_id,
@@ -106,7 +95,21 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
                     username=settings.mqtt_username,
                     password=settings.mqtt_password,
                     protocol=settings.mqtt_protocol,
+                    ack=settings.mqtt_ack,
                 )
+                # A message is acknowledged to the broker once its row is committed.
+                writer = StoreWriter(store, max_batches=settings.store_queue_batches,
+                                     clock=settings.now, on_stored=ingest.acknowledge)  # fmt: skip
+                # The operator's cancelled trips, as stored: for the feeds and the alerts.
+                cancellations = await load_cancellations(store, net, settings.now())
+                insight = Insight(cancellations=cancellations)
+                pipeline = Pipeline(matcher, writer, hub, clock=settings.now,
+                                    topic_prefix=settings.topic_prefix,
+                                    owntracks_prefix=settings.owntracks_topic_prefix,
+                                    devices=devices,
+                                    hide_after_s=settings.hide_after_s,
+                                    insight=insight)  # fmt: skip
+                pipeline.remember(recent)  # so they expire like the others
                 app.state.settings = settings
                 app.state.network = net
                 app.state.store = store
@@ -161,8 +164,10 @@ def create_app(settings: Settings, *, network: Network | None = None) -> FastAPI
         lifespan=lifespan,
     )
     app.state.failed_tasks = []
+    app.state.auth = AuthState()
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=4096)
+    install_rate_limit(app, settings.rate_limit)  # outermost: a refusal costs nothing more
     app.include_router(http_router)
     app.include_router(ws_router)
     app.include_router(web_router)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import os
 import re
 import signal
 import sys
@@ -13,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tracker.errors import TrackerError
-from tracker.settings import SettingsError
 
 
 def _match(args: argparse.Namespace) -> int:
@@ -122,12 +120,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _db_upgrade(args: argparse.Namespace) -> int:
     import asyncio
 
-    from tracker.settings import ENV_PREFIX
     from tracker.store.postgres import Store, mask_password
+    from tracker.users_cli import database_url
 
-    url = args.database_url or os.environ.get(ENV_PREFIX + "DATABASE_URL")
-    if not url:
-        raise SettingsError(f"{ENV_PREFIX}DATABASE_URL is not set (or pass --database-url)")
+    url = database_url(args.database_url)
 
     async def upgrade() -> list[str]:
         store = await Store.open(url, apply_migrations=False)
@@ -308,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help="apply the schema migrations")
     upgrade.add_argument("--database-url", help="PostgreSQL (TRACKER_DATABASE_URL)")
     upgrade.set_defaults(handler=_db_upgrade)
+
+    from tracker.devices_cli import add_devices_commands
+    from tracker.users_cli import add_users_commands
+
+    add_users_commands(sub)
+    add_devices_commands(sub)
     return parser
 
 

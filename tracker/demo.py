@@ -9,6 +9,9 @@ The bundled feed's calendar ends in 2020, so the demo runs the service clock on 
 date of the feed with today's weekday (`Settings.clock_offset_s`), at the current local time of
 day if buses run then, else at 08:00. The map and the API show that clock.
 
+The operator's pages need a login: the demo makes the account ``operator`` with a random
+password for each run and prints it with the addresses.
+
 Ctrl-C stops the server, the simulator, the broker and the database, and leaves no process.
 So does a SIGKILL (of the demo alone or of its process group): a watchdog process
 (tracker/watchdog.py) stops the simulator and the database and removes the temporary directory
@@ -35,12 +38,16 @@ import numpy as np
 import uvicorn
 
 from simulator.day import SimConfig, covered_date, whole_routes
+from tracker import accounts
+from tracker.accounts import Role
 from tracker.app import create_app
 from tracker.core.network import Network
 from tracker.gtfs.load import load_network
 from tracker.ingest.broker import embedded_broker
 from tracker.settings import Settings
+from tracker.store import accounts as stored_accounts
 from tracker.store.embedded import embedded_postgres
+from tracker.store.postgres import open_store
 from tracker.watchdog import watchdog
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,7 @@ log = logging.getLogger(__name__)
 BUNDLED_FEED = Path(__file__).resolve().parent / "demo_feed" / "nairobi-matatu-2019.zip"
 FALLBACK_TIME_OF_DAY_S = 8 * 3600
 SIMULATOR_STOP_S = 5.0
+DEMO_OPERATOR = "operator"  # the account the demo makes, with a password of its own per run
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +154,11 @@ async def run_demo(options: DemoOptions) -> None:
             )
         broker_url = options.broker_url
         protocol: Literal["5", "3.1.1"] = "5"
+        ack: Literal["stored", "received"] = "stored"
         if broker_url is None:
             broker_url = await stack.enter_async_context(embedded_broker(port=free_port()))
             protocol = "3.1.1"  # amqtt speaks MQTT 3.1.1 only
+            ack = "received"  # amqtt waits for each PUBACK (5 s at most) before the next message
 
         print(f"loading the feed {options.gtfs.name} ...", flush=True)
         network = await asyncio.to_thread(load_network, options.gtfs)
@@ -173,12 +183,14 @@ async def run_demo(options: DemoOptions) -> None:
             http_host=options.host,
             http_port=options.port,
             mqtt_protocol=protocol,
+            mqtt_ack=ack,
             mqtt_client_id=f"bus-tracker-demo-{options.port}",
             clock_offset_s=clock.offset_s - live_in_s,
             clock_fast_until_s=live_at_s if options.simulate else None,
             clock_fast_speed=CATCH_UP_SPEED,
             tracked_routes=",".join(routes),
         )
+        password = await operator_account(database_url)
         app = create_app(settings, network=network)
         server = uvicorn.Server(
             uvicorn.Config(app, host=options.host, port=options.port, log_level="warning")
@@ -211,11 +223,25 @@ async def run_demo(options: DemoOptions) -> None:
                 if options.simulate
                 else "\n"
             )
+            + f"  operator pages: http://{options.host}:{options.port}/operator, log in as "
+            f"{DEMO_OPERATOR!r} with the password {password} (made for this run)\n"
             + "  Ctrl-C stops everything.\n",
             flush=True,
         )
         await server.serve()
     print("demo stopped", flush=True)
+
+
+async def operator_account(database_url: str, name: str = DEMO_OPERATOR) -> str:
+    """An operator account `name` with a new random password (returned, to be printed): made
+    in the database, or given a new password if it is there (a database given with
+    --database-url keeps it between runs)."""
+    password = accounts.new_password()
+    password_hash = await asyncio.to_thread(accounts.hash_password, password)
+    async with open_store(database_url) as store:
+        if not await stored_accounts.set_password(store, name, password_hash):
+            await stored_accounts.create(store, name, Role.OPERATOR, password_hash)
+    return password
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:

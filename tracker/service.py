@@ -24,7 +24,9 @@ The store writer runs in its own task with its own bounded queue of batches, so 
 unreachable database never holds up live output; while the database is down it keeps
 `max_batches` batches and retries them with backoff, and past that drops the oldest batch and
 counts it. Every ping that reaches the database is stored exactly once: the store ignores a
-second copy of a (vehicle, timestamp).
+second copy of a (vehicle, timestamp). A batch's MQTT messages are acknowledged to the broker
+only once its rows are committed (`StoreWriter(on_stored=...)`, `MqttIngest.acknowledge`): what
+a killed tracker held in memory, the broker sends again.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ class _Queued:
     received_at_s: float
     revised: Sequence[Match]
     stop_events: Sequence[StopEvent]
+    acks: Sequence[int]  # of the messages it came from: acknowledged once it is committed
 
     @property
     def size(self) -> int:
@@ -144,8 +147,12 @@ class StoreWriter:
         max_rows_per_write: int = 10_000,
         clock: Clock = time.time,
         backoff: Backoff = STORE_BACKOFF,
+        on_stored: Callable[[Sequence[int]], None] | None = None,
     ) -> None:
+        """`on_stored`: called with a batch's `acks` once it is committed (the MQTT adapter's
+        `acknowledge`), or at once for a batch with nothing to write."""
         self._store = store
+        self._on_stored = on_stored
         self._pending: deque[_Queued] = deque()
         self._max_batches = max_batches
         self._write_every_s = write_every_s
@@ -173,17 +180,21 @@ class StoreWriter:
         received_at_s: float,
         revised: Sequence[Match] = (),
         stop_events: Sequence[StopEvent] = (),
+        acks: Sequence[int] = (),
     ) -> None:
-        """Queue one batch for writing, with the revisions of answers stored before and the stop
-        events detected; never blocks. When full the oldest batch is dropped."""
+        """Queue one batch for writing, with the revisions of answers stored before, the stop
+        events detected and the `acks` of its messages; never blocks. When full the oldest batch
+        is dropped, and its messages are not acknowledged (the broker sends them again after
+        the next reconnect)."""
         if not rows and not revised and not stop_events:
+            self._acknowledge(acks)  # rejected or ignored messages: nothing to wait for
             return
         if len(self._pending) >= self._max_batches:
             dropped = self._pending.popleft()
             self.dropped_batches += 1
             self.dropped_pings += len(dropped.rows)
             log.warning("store queue full: dropped a batch of %d pings", len(dropped.rows))
-        self._pending.append(_Queued(rows, received_at_s, revised, stop_events))
+        self._pending.append(_Queued(rows, received_at_s, revised, stop_events, acks))
         self._wake.set()
 
     async def run(self) -> None:
@@ -235,6 +246,12 @@ class StoreWriter:
             self.duplicates += result.duplicates
             self.revised += result.revised
             self.stop_events += result.stop_events
+            for batch in writing:  # committed: the broker may forget them
+                self._acknowledge(batch.acks)
+
+    def _acknowledge(self, acks: Sequence[int]) -> None:
+        if acks and self._on_stored is not None:
+            self._on_stored(acks)
 
     def _next_write(self) -> list[_Queued]:
         """The oldest queued batches, as many as fit in one write (at least one)."""
@@ -317,9 +334,10 @@ class Pipeline:
                 )
         stored_only = self._superseded(superseded, now_s)
         # store: late pings' hindsight answers revise their rows, stored in an earlier batch
+        acks = [m.ack_id for m in itertools.chain(messages, superseded) if m.ack_id is not None]
         self.writer.submit(kept + late + stored_only, received_at_s=now_s,
                            revised=[*revised, *step.late_matched],
-                           stop_events=step.stop_events)  # fmt: skip
+                           stop_events=step.stop_events, acks=acks)  # fmt: skip
         self.hub.publish(LiveVehicle.from_match(p, m) for p, m in kept)  # broadcast
         handed_s = time.time()
         for message in messages:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tracker.api.ratelimit import parse_rates
 from tracker.errors import TrackerError
 from tracker.ingest.devices import load_devices
 from tracker.wire import DEFAULT_TOPIC_PREFIX, OWNTRACKS_PREFIX, owntracks_subscription
@@ -48,6 +49,10 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    # When a QoS 1 message is acknowledged to the broker (tracker/ingest/mqtt.py, Delivery):
+    # "stored", once its row is committed (a killed tracker loses nothing), or "received", at
+    # once (for a broker that cannot hold many unacknowledged messages, as the demo's amqtt).
+    mqtt_ack: Literal["stored", "received"] = "stored"
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     share_group: str | None = None  # MQTT 5 shared subscription, to split load between trackers
     # OwnTracks in MQTT mode: locations on `{owntracks_topic_prefix}/{user}/{device}` ("": off)
@@ -109,6 +114,22 @@ class Settings(BaseSettings):
     hide_after_s: Annotated[float, Field(gt=0)] = 600.0  # dropped from the live view
     tiles_url: str = OSM_TILES_URL
     tiles_attribution: str = OSM_ATTRIBUTION
+
+    # --- operators' logins (tracker/api/auth.py) ------------------------------------------------
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0  # a login lasts a shift
+    # The session cookie's Secure flag: "auto" when the request came over HTTPS (directly or
+    # through a proxy uvicorn trusts), "always" (a TLS proxy that uvicorn does not trust), "never".
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
+
+    # --- limits on HTTP requests (tracker/api/ratelimit.py) -------------------------------------
+    # Per client address: N/second|minute|hour|day, several joined by ";"; "off" for none.
+    rate_limit: str = "30/second;1800/minute"
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, text: str) -> str:
+        parse_rates(text)  # raises a ValueError that says what to write
+        return text
 
     # --- GTFS-realtime in -----------------------------------------------------------------------
     # Agencies' VehiclePositions feeds polled into the pipeline (tracker/ingest/gtfs_rt_poll.py);

@@ -2,24 +2,28 @@
 
 Pages and scripts come from the `web` package (``web/static``); Leaflet comes from the
 `xstatic-leaflet` package, so nothing is fetched from a CDN. Map tiles are the only outside
-resource, from `Settings.tiles_url`; without them the map still shows routes and buses.
+resource, from `Settings.tiles_url`; without them the map still shows routes and buses. The
+operator's pages need a login (`tracker.api.auth`): without one the browser is sent to ``/login``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 import xstatic.pkg.leaflet
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from tracker.api.auth import caller_of
 from web import STATIC_DIR
 
 LEAFLET_DIR = Path(xstatic.pkg.leaflet.BASE_DIR)
 
 router = APIRouter(include_in_schema=False)
 
-PAGES = {"/": "index.html", "/operator": "operator.html", "/replay": "replay.html"}
+PAGES = {"/": "index.html", "/operator": "operator.html", "/replay": "replay.html",
+         "/login": "login.html"}  # fmt: skip
 
 
 def _page(name: str) -> FileResponse:
@@ -29,6 +33,13 @@ def _page(name: str) -> FileResponse:
     return FileResponse(path, headers={"Cache-Control": "no-cache"})
 
 
+async def _operators_page(request: Request, path: str) -> Response:
+    """An operator's page, or the login page's address (coming back here after the login)."""
+    if await caller_of(request) is None:
+        return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
+    return _page(PAGES[path])
+
+
 @router.get("/")
 async def rider_page() -> FileResponse:
     """Riders: the live map, routes, buses, stops."""
@@ -36,15 +47,21 @@ async def rider_page() -> FileResponse:
 
 
 @router.get("/operator")
-async def operator_page() -> FileResponse:
-    """Operators: the fleet table, on-time shares, problems."""
-    return _page(PAGES["/operator"])
+async def operator_page(request: Request) -> Response:
+    """Operators: the fleet table, on-time shares, problems (after a login)."""
+    return await _operators_page(request, "/operator")
 
 
 @router.get("/replay")
-async def replay_page() -> FileResponse:
-    """Planners: play back a stored time window."""
-    return _page(PAGES["/replay"])
+async def replay_page(request: Request) -> Response:
+    """Planners: play back a stored time window (after a login)."""
+    return await _operators_page(request, "/replay")
+
+
+@router.get("/login")
+async def login_page() -> FileResponse:
+    """Operators log in here; the page then goes on to its ``next`` path."""
+    return _page(PAGES["/login"])
 
 
 @router.get("/static/{path:path}")

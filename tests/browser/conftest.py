@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,8 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ from pgserver.postgres_server import PostgresServer
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.integration.servers import Mosquitto, free_port, postgres_server, wait_for_port
+from tracker.api.auth import SESSION_COOKIE
+from tracker.demo import DEMO_OPERATOR as OPERATOR
 
 __all__ = ["postgres_server"]  # the session's PostgreSQL, shared with tests/integration
 
@@ -43,18 +47,62 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 FEED = SHARED_DATA / "static" / "cairns.zip"
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# The tests poll these trackers far faster than a rider would (tests/unit/test_ratelimit.py and
+# tests/integration/test_auth.py test the limit): no limit on requests.
+TRACKER_ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "TRACKER_RATE_LIMIT": "off"}
 STARTUP_S = 60.0
 CORRIDOR_MORNING_S = 240.0  # its accelerated morning, until its clock slows down (about 45 s)
 
 
 @dataclass(frozen=True)
 class Tracker:
+    """A running tracker and its operator's password. The tests' own API calls go as that
+    operator (a session it logs in to on first need), and `log_in` gives a page the session."""
+
     url: str
     process: subprocess.Popen[bytes]
+    password: str
+    _session: dict[str, str] = field(default_factory=dict)  # its cookie and CSRF token
+
+    def session(self) -> tuple[str, str]:
+        """The operator's session cookie and CSRF token (`POST /api/login` the first time)."""
+        if not self._session:
+            login = json.dumps({"name": OPERATOR, "password": self.password}).encode()
+            request = urllib.request.Request(
+                self.url + "/api/login", data=login, method="POST",
+                headers={"Content-Type": "application/json"},
+            )  # fmt: skip
+            with urllib.request.urlopen(request, timeout=10) as response:
+                cookie = SimpleCookie(response.headers["Set-Cookie"])[SESSION_COOKIE].value
+                self._session.update(cookie=cookie, csrf=json.loads(response.read())["csrf_token"])
+        return self._session["cookie"], self._session["csrf"]
+
+    def send(self, method: str, path: str) -> object:
+        """`method` `path` as the operator (a write carries the CSRF token); its JSON answer."""
+        cookie, csrf = self.session()
+        headers = {"Cookie": f"{SESSION_COOKIE}={cookie}", "X-CSRF-Token": csrf}
+        request = urllib.request.Request(self.url + path, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
 
     def get(self, path: str) -> object:
-        with urllib.request.urlopen(self.url + path, timeout=5) as response:
-            return json.loads(response.read())
+        return self.send("GET", path)
+
+    async def log_in(self, page: Page) -> None:
+        """Give `page` the operator's session, as if it had logged in on /login."""
+        cookie, _ = self.session()
+        await page.context.add_cookies([{"name": SESSION_COOKIE, "value": cookie, "url": self.url}])
+
+
+def printed_password(log: Path, timeout_s: float) -> str:
+    """The operator's password that `tracker demo` prints in its banner, read from its log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = re.search(rb"with the password (\S+) \(made for this run\)", log.read_bytes())
+        if found:
+            return found.group(1).decode()
+        time.sleep(0.2)
+    pytest.fail(f"tracker demo printed no operator password: see {log}")
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +124,8 @@ def tracker(
     """`tracker demo` on Cairns with simulated buses, on this session's broker and database."""
     postgres_server.psql("CREATE DATABASE browser_tests;")
     port = free_port()
-    log = (tmp_path_factory.mktemp("tracker") / "tracker.log").open("wb")
+    log_path = tmp_path_factory.mktemp("tracker") / "tracker.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -100,11 +149,11 @@ def tracker(
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=TRACKER_ENV,
     )
     try:
         wait_for_port(port, STARTUP_S)
-        running = Tracker(f"http://127.0.0.1:{port}", process)
+        running = Tracker(f"http://127.0.0.1:{port}", process, printed_password(log_path, 10))
         deadline = time.monotonic() + STARTUP_S
         while time.monotonic() < deadline:  # wait for buses on the map
             vehicles = running.get("/api/vehicles")
@@ -173,12 +222,14 @@ def corridor(
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=TRACKER_ENV,
     )
     try:
         wait_for_port(port, STARTUP_S)
         running = Corridor(
-            Tracker(f"http://127.0.0.1:{port}", process),
+            Tracker(
+                f"http://127.0.0.1:{port}", process, (folder / "operator-password").read_text()
+            ),
             json.loads((folder / "truth.json").read_text()),  # written before it serves
         )
         deadline = time.monotonic() + CORRIDOR_MORNING_S

@@ -4,7 +4,8 @@ simulator's operations cases, lived in accelerated time then in real time.
 Run as ``python -m tests.browser.corridor --folder DIR --port P --broker-url URL
 --database-url URL``. It writes the feed (`corridor_feed`), simulates the morning
 (`simulate_morning`: a bus that stops reporting, a cancelled trip, a detour), writes the
-simulator's ground truth to ``DIR/truth.json``, and serves the real app
+simulator's ground truth to ``DIR/truth.json``, makes an operator account (`operator`, its
+password in ``DIR/operator-password``), and serves the real app
 (`tracker.app.create_app`, its engine in its own process) on uvicorn while it publishes every
 ping over MQTT when the service clock reaches its send time.
 
@@ -211,6 +212,7 @@ def main() -> None:
 
     from simulator.publish import MqttPublisher
     from tracker.app import create_app
+    from tracker.demo import operator_account
     from tracker.gtfs.load import load_network
     from tracker.settings import Settings
 
@@ -256,6 +258,8 @@ def main() -> None:
                 publisher.wait(0.5)
 
     async def serve() -> None:
+        password = await operator_account(args.database_url)
+        (args.folder / "operator-password").write_text(password)  # the tests log in with it
         app = create_app(settings, network=network)
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

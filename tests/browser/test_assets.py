@@ -63,6 +63,7 @@ async def test_a_page_loads_everything_from_the_tracker(
     await page.route(lambda url: not url.startswith(tracker.url + "/"), refuse)
     page.on("response", lambda response: responses.append(response))
     page.on("pageerror", lambda error: errors.append(str(error)))
+    await tracker.log_in(page)
     await page.goto(tracker.url + path)
     await wait_until_working(page, path)
 

@@ -50,6 +50,7 @@ def metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 async def open_operator(page: Page, corridor: Corridor, lang: str = "en") -> None:
+    await corridor.tracker.log_in(page)
     await page.goto(f"{corridor.url}/operator?lang={lang}")
     await expect(page.locator("#status")).to_have_class(
         re.compile(r"\blive\b"), timeout=LIVE_TIMEOUT_MS

@@ -14,10 +14,8 @@ end.
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.error
-import urllib.request
 from typing import Any, cast
 
 import pytest
@@ -57,12 +55,8 @@ def eventually_told(corridor: Corridor, trip_id: str, wanted: dict[str, Any]) ->
 
 def undo(corridor: Corridor, service_date: str, trip_id: str) -> None:
     """Undo the cancellation through the API, if it is still there."""
-    request = urllib.request.Request(
-        f"{corridor.url}/api/operator/cancellations/{service_date}/{trip_id}", method="DELETE"
-    )
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            json.loads(response.read())
+        corridor.tracker.send("DELETE", f"/api/operator/cancellations/{service_date}/{trip_id}")
     except urllib.error.HTTPError as error:
         if error.code != 404:  # 404: not cancelled (any more)
             raise

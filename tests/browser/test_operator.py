@@ -24,6 +24,7 @@ MINUTES = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
 
 async def open_operator(page: Page, tracker: Tracker, minimum_rows: int = 5) -> None:
+    await tracker.log_in(page)
     await page.goto(tracker.url + "/operator")
     await expect(page.locator("#status")).to_have_text("live", timeout=LIVE_TIMEOUT_MS)
     await expect(page.locator("#fleet-body tr").nth(minimum_rows - 1)).to_be_attached()

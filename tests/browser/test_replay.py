@@ -38,6 +38,7 @@ async def wait_for_history(tracker: Tracker) -> None:
 
 async def open_replay(page: Page, tracker: Tracker) -> None:
     await wait_for_history(tracker)
+    await tracker.log_in(page)
     await page.goto(tracker.url + "/replay")
     await expect(page.locator("#loaded")).to_contain_text("positions of", timeout=15_000)
     await expect(page.locator("path.replay-bus").first).to_be_attached()
@@ -148,6 +149,7 @@ async def test_an_empty_history_is_told(tracker: Tracker, page: Page) -> None:
     await page.route(
         "**/api/history/bounds", lambda route: route.fulfill(json={"first_s": None, "last_s": None})
     )
+    await tracker.log_in(page)
     await page.goto(tracker.url + "/replay")
     await expect(page.locator("#bounds")).to_contain_text("No history is stored yet")
     await expect(page.locator("#load")).to_be_disabled()
@@ -160,6 +162,7 @@ async def test_a_failing_history_request_shows_a_clear_error(tracker: Tracker, p
         "**/api/history?*",
         lambda route: route.fulfill(status=503, json={"detail": "the database is unavailable"}),
     )
+    await tracker.log_in(page)
     await page.goto(tracker.url + "/replay")
     error = page.locator("#error")
     await expect(error).to_contain_text("503 the database is unavailable")
@@ -177,6 +180,7 @@ async def test_a_truncated_window_is_told(tracker: Tracker, page: Page) -> None:
         await route.fulfill(json=answer)
 
     await page.route("**/api/history?*", cut_short)
+    await tracker.log_in(page)
     await page.goto(tracker.url + "/replay")
     loaded = page.locator("#loaded")
     await expect(loaded).to_contain_text("more than 100 positions")

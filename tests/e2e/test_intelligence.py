@@ -44,6 +44,7 @@ from simulator.scenarios import (
     simulate_day,
 )
 from tests.integration.servers import Mosquitto, free_port
+from tests.integration.test_api import operator_token
 from tests.unit.test_operations import WEDNESDAY, corridor_feed
 from tracker.app import create_app
 from tracker.core.model import Ping
@@ -132,17 +133,18 @@ def _run(broker: Mosquitto, postgres_url: str, folder: Path) -> Run:
 
 
 async def _live_the_morning(settings: Settings, network: Network, result: Run) -> None:
-    async with _serving(settings, network):
+    async with _serving(settings, network) as app:
         base = f"http://127.0.0.1:{settings.http_port}"
+        operator = {"Authorization": f"Bearer {await operator_token(app)}"}  # alerts, /api/fleet
         listening = asyncio.create_task(_listen(f"ws://127.0.0.1:{settings.http_port}/ws/live",
-                                                result))  # fmt: skip
-        midway = asyncio.create_task(_midway(base, network, result))
+                                                operator, result))  # fmt: skip
+        midway = asyncio.create_task(_midway(base, operator, network, result))
         await asyncio.to_thread(_publish_in_time, settings.broker_url, result.pings)
         await midway
         # The last pings are processed; then a few more simulated minutes pass.
         end_s = network.day_origin(WEDNESDAY) + END_S
         await asyncio.sleep(max(CLOCK[0].wall_s_until(end_s + 120.0), 0.0) + 2.0)
-        async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT_S) as http:
+        async with httpx.AsyncClient(base_url=base, headers=operator, timeout=TIMEOUT_S) as http:
             now_s = CLOCK[0].now()
             for name, url in (
                 ("alerts", "/api/operations/alerts"),
@@ -186,11 +188,11 @@ async def _serving(settings: Settings, network: Network) -> AsyncIterator[FastAP
         listener.close()
 
 
-async def _midway(base: str, network: Network, result: Run) -> None:
+async def _midway(base: str, headers: dict[str, str], network: Network, result: Run) -> None:
     """Three quarters into the morning, with buses on the road: the headway views."""
     at_s = network.day_origin(WEDNESDAY) + START_S + 0.75 * (END_S - START_S)
     await asyncio.sleep(CLOCK[0].wall_s_until(at_s))
-    async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT_S) as http:
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=TIMEOUT_S) as http:
         for name, url in (
             ("headways", "/api/operations/headways"),
             ("diagram", "/api/operations/time-distance?route_id=C&minutes=60"),
@@ -203,9 +205,9 @@ async def _midway(base: str, network: Network, result: Run) -> None:
             result.midway[name] = response.json()
 
 
-async def _listen(url: str, result: Run) -> None:
-    """Keep every alert change the live feed pushes."""
-    async with connect(url) as ws:
+async def _listen(url: str, headers: dict[str, str], result: Run) -> None:
+    """Keep every alert change the live feed pushes (to operators)."""
+    async with connect(url, additional_headers=headers) as ws:
         with contextlib.suppress(ConnectionClosed):
             async for text in ws:
                 message = json.loads(text)

@@ -53,6 +53,7 @@ class Mosquitto:
     process: subprocess.Popen[bytes] | None = None
     tls: bool = False
     tls_port: int = field(default_factory=free_port)
+    access: str = "allow_anonymous true\n"  # who may connect: lines of mosquitto.conf
 
     @property
     def url(self) -> str:
@@ -81,7 +82,7 @@ class Mosquitto:
             "per_listener_settings false\n"
             f"listener {self.port} 127.0.0.1\n"
             f"{tls_listener}"
-            "allow_anonymous true\n"
+            f"{self.access}"
             # As root Mosquitto would drop to user mosquitto, which cannot write in a test's
             # private temporary directory: no log, and no persistence across a restart.
             f"{'user root' if os.geteuid() == 0 else ''}\n"

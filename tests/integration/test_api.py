@@ -20,6 +20,7 @@ The error mapping of `tracker.api.errors` is checked on a bare app, without serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
@@ -42,11 +43,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from simulator.publish import MqttPublisher
 from tests import feeds
 from tests.integration.servers import Mosquitto
+from tracker import accounts
+from tracker.accounts import AccountError, Role
 from tracker.api.errors import (
     STATUS_OF_ERROR,
     BadParameterError,
+    ForbiddenError,
+    NotAuthenticatedError,
     NotFoundError,
     ServiceBrokenError,
+    TooManyError,
     install_error_handlers,
 )
 from tracker.app import create_app
@@ -56,6 +62,8 @@ from tracker.errors import StoreError
 from tracker.ingest.mqtt import MqttIngest
 from tracker.live.hub import SubscriptionError
 from tracker.settings import Settings
+from tracker.store import accounts as stored_accounts
+from tracker.store.postgres import Store
 from tracker.wire import position_topic
 
 pytestmark = pytest.mark.integration
@@ -69,6 +77,8 @@ PINGS_PER_BUS = 10
 LATE_S = 720.0
 STALE_AGE_S = 200.0
 MATCHED = ("bus-1", "bus-2", "bus-3")
+TEST_PASSWORD = "a test operator's password"
+TEST_PASSWORD_HASH = accounts.hash_password(TEST_PASSWORD)
 ALL_BUSES = ("bus-1", "bus-2", "bus-3", "bus-4", "bus-5")
 
 
@@ -129,11 +139,30 @@ def _publish_raw(port: int, topic: str, payload: bytes) -> None:
 
 
 @asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def running(app: FastAPI, *, operator: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the started app; with `operator`, it sends an operator's API token (made in
+    the app's database), else it is a rider's."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://tracker") as client:
+        headers = {"Authorization": f"Bearer {await operator_token(app)}"} if operator else {}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://tracker", headers=headers
+        ) as client:
             yield client
+
+
+async def operator_token(app: FastAPI, name: str = "test-operator") -> str:
+    """A new API token of the operator account `name` (made if missing) in the app's database."""
+    return await account_token(app.state.store, name, Role.OPERATOR)
+
+
+async def account_token(store: Store, name: str, role: Role) -> str:
+    """A new API token of the account `name` (made with `role` if missing) in `store`."""
+    with contextlib.suppress(AccountError):  # made by an earlier test on the same database
+        await stored_accounts.create(store, name, role, TEST_PASSWORD_HASH)
+    token = accounts.new_token()
+    await stored_accounts.add_token(store, name, token[-12:], accounts.token_digest(token))
+    return token
 
 
 async def eventually(check: Callable[[], Any], what: str) -> None:
@@ -167,7 +196,7 @@ def service_settings(
     mosquitto: Mosquitto, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
     """The service on the two-directions feed, its clock at SERVICE_NOW, its network cache in
-    `tmp_path`, on the test's broker and database."""
+    `tmp_path`, on the test's broker and database, without a limit on requests."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the network cache
     return Settings(
         broker_url=mosquitto.url,
@@ -177,6 +206,7 @@ def service_settings(
         clock_offset_s=SERVICE_NOW.timestamp() - time.time(),
         batch_interval_s=0.05,
         live_tick_s=0.1,
+        rate_limit="off",  # the tests ask faster than any rider; test_auth tests the limit
     )
 
 
@@ -601,9 +631,12 @@ async def test_each_mapped_error_answers_its_status_with_a_json_detail() -> None
 
 def test_the_mapping_is_the_one_documented() -> None:
     assert dict(STATUS_OF_ERROR) == {
+        NotAuthenticatedError: 401,
+        ForbiddenError: 403,
         NotFoundError: 404,
         BadParameterError: 422,
         SubscriptionError: 422,
+        TooManyError: 429,
         StoreError: 503,
         ServiceBrokenError: 503,
     }

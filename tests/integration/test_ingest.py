@@ -52,32 +52,35 @@ async def publish(url: str, pings: Sequence[Ping], protocol: Protocol = "5") -> 
     await asyncio.to_thread(run)
 
 
-async def take(queue: AsyncIngestQueue) -> list[Ping]:
-    """The next batch of pings from `queue`, decoded (fails on a bad message)."""
+async def take(ingest: MqttIngest) -> list[Ping]:
+    """The next batch of pings from `ingest`'s queue, decoded (fails on a bad message), and
+    acknowledged to the broker, as the tracker's store writer does once they are stored."""
+    batch = await ingest.queue.next_batch(100, max_wait_s=0.05)
     out: list[Ping] = []
-    for message in (await queue.next_batch(100, max_wait_s=0.05)).live:
+    for message in batch.live:
         decoded = decode_ping(message.topic, message.payload)
         assert not isinstance(decoded, WireError), decoded
         out.append(decoded)
+    ingest.acknowledge(m.ack_id for m in batch.live + batch.superseded if m.ack_id is not None)
     return out
 
 
-async def receive(queue: AsyncIngestQueue, count: int) -> list[Ping]:
-    """Exactly `count` pings from `queue` (fails on a timeout or a bad message)."""
+async def receive(ingest: MqttIngest, count: int) -> list[Ping]:
+    """Exactly `count` pings from `ingest` (fails on a timeout or a bad message)."""
     out: list[Ping] = []
     async with asyncio.timeout(TIMEOUT_S):
         while len(out) < count:
-            out += await take(queue)
+            out += await take(ingest)
     assert len(out) == count
     return out
 
 
-async def receive_including(queue: AsyncIngestQueue, expected: Sequence[Ping]) -> list[Ping]:
-    """Pings from `queue` until every one of `expected` came (fails on a timeout)."""
+async def receive_including(ingest: MqttIngest, expected: Sequence[Ping]) -> list[Ping]:
+    """Pings from `ingest` until every one of `expected` came (fails on a timeout)."""
     out: list[Ping] = []
     async with asyncio.timeout(TIMEOUT_S):
         while not set(expected) <= set(out):
-            out += await take(queue)
+            out += await take(ingest)
     return out
 
 
@@ -102,7 +105,7 @@ async def test_pings_arrive_in_order_per_vehicle(mosquitto: Mosquitto) -> None:
         await asyncio.wait_for(ingest.wait_subscribed(), TIMEOUT_S)
         assert ingest.connected
         await publish(mosquitto.url, sent)
-        got = await receive(queue, len(sent))
+        got = await receive(ingest, len(sent))
         assert ingest.stats.messages_received == len(sent)
     assert by_vehicle(got) == by_vehicle(sent)
     assert queue.stats().superseded == queue.stats().dropped_full == 0
@@ -118,7 +121,7 @@ async def test_a_tracker_that_falls_behind_keeps_the_newest_ping_per_vehicle(
         await asyncio.wait_for(ingest.wait_subscribed(), TIMEOUT_S)
         await publish(mosquitto.url, sent)
         await eventually(lambda: ingest.stats.messages_received == len(sent), "all arrived")
-        got = await receive(queue, 5)
+        got = await receive(ingest, 5)
     newest = {v: max(p.timestamp for p in sent if p.vehicle_id == v) for v in vehicles}
     for vehicle_id, timestamps in by_vehicle(got).items():
         assert timestamps == sorted(timestamps)
@@ -150,7 +153,7 @@ async def test_an_error_in_the_message_path_reconnects_and_loses_nothing(
     async with ingest:
         await asyncio.wait_for(ingest.wait_subscribed(), TIMEOUT_S)
         await publish(mosquitto.url, sent)
-        got = await receive(queue, len(sent))  # the first was not acknowledged: sent again
+        got = await receive(ingest, len(sent))  # the first was not acknowledged: sent again
         assert ingest.stats.session_errors == 1
         assert ingest.stats.reconnects == 1
     assert by_vehicle(got) == by_vehicle(sent)
@@ -174,7 +177,7 @@ async def test_tls_both_ways_every_message_arrives_in_order(mosquitto_tls: Mosqu
                     publisher.publish(p)
 
         await asyncio.to_thread(send)
-        got = await receive(queue, len(sent))
+        got = await receive(ingest, len(sent))
     assert by_vehicle(got) == by_vehicle(sent)
 
 
@@ -197,7 +200,7 @@ async def test_persistent_session_keeps_what_the_broker_held(mosquitto: Mosquitt
     async with MqttIngest(mosquitto.url, client_id=client_id, queue=queue) as ingest:
         await asyncio.wait_for(ingest.wait_subscribed(), TIMEOUT_S)
         await publish(mosquitto.url, interleaved(vehicles, 5))
-        await receive(queue, 10)
+        await receive(ingest, 10)
     assert not ingest.connected
 
     while_away = interleaved(vehicles, 20, start=5)  # the tracker is down (a restart)
@@ -205,7 +208,7 @@ async def test_persistent_session_keeps_what_the_broker_held(mosquitto: Mosquitt
 
     queue = AsyncIngestQueue(10_000)
     async with MqttIngest(mosquitto.url, client_id=client_id, queue=queue) as ingest:
-        got = await receive(queue, len(while_away))
+        got = await receive(ingest, len(while_away))
         await asyncio.sleep(0.2)  # nothing more than what was held arrives
         assert len(queue) == 0
     assert by_vehicle(got) == by_vehicle(while_away)
@@ -218,7 +221,7 @@ async def test_reconnects_by_itself_after_a_broker_restart(mosquitto: Mosquitto)
         await asyncio.wait_for(ingest.wait_subscribed(), TIMEOUT_S)
         before = interleaved(["bus-1"], 5)
         await publish(mosquitto.url, before)
-        await receive(queue, 5)
+        await receive(ingest, 5)
 
         await asyncio.to_thread(mosquitto.stop)
         await eventually(lambda: not ingest.connected, "the ingest saw the broker go")
@@ -230,7 +233,7 @@ async def test_reconnects_by_itself_after_a_broker_restart(mosquitto: Mosquitto)
         await asyncio.wait_for(ingest.wait_subscribed(), TIMEOUT_S)
         after = interleaved(["bus-1", "bus-2"], 5, start=5)
         await publish(mosquitto.url, after)
-        got = await receive_including(queue, after)
+        got = await receive_including(ingest, after)
         # QoS 1 is at least once: the broker stopped before it had every PUBACK of `before`
         # sends those again on the new connection. Nothing else is repeated or lost.
         again = [p for p in got if p not in after]
@@ -256,7 +259,7 @@ async def test_the_broker_keeps_the_session_across_its_own_restart(mosquitto: Mo
         await asyncio.to_thread(mosquitto.start)
         sent = interleaved(["bus-1", "bus-2"], 5)
         await publish(mosquitto.url, sent)  # most likely before the ingest is back
-        assert by_vehicle(await receive(queue, len(sent))) == by_vehicle(sent)
+        assert by_vehicle(await receive(ingest, len(sent))) == by_vehicle(sent)
         assert ingest.stats.reconnects == 1
 
 
@@ -305,7 +308,7 @@ async def test_share_group_splits_messages_without_loss_or_duplicates(
         )
         await asyncio.sleep(0.2)  # would any duplicate come late?
         counts = [ingest.stats.messages_received for ingest in ingests]
-        parts = [await receive(q, n) for q, n in zip(queues, counts, strict=True)]
+        parts = [await receive(i, n) for i, n in zip(ingests, counts, strict=True)]
     assert sum(counts) == len(sent)
     assert all(count > 0 for count in counts)
     together = sorted((p.vehicle_id, p.timestamp) for part in parts for p in part)
@@ -377,17 +380,21 @@ async def test_embedded_broker_round_trip_with_a_persistent_session() -> None:
     async with embedded_broker(port=free_port()) as url:
         client_id = unique("tracker")
         queue = AsyncIngestQueue(1000)
-        async with MqttIngest(url, client_id=client_id, queue=queue, protocol="3.1.1") as ingest:
+        async with MqttIngest(
+            url, client_id=client_id, queue=queue, protocol="3.1.1", ack="received"
+        ) as ingest:
             await asyncio.wait_for(ingest.wait_subscribed(), TIMEOUT_S)
             sent = interleaved(vehicles, 10)
             await publish(url, sent, protocol="3.1.1")
-            assert by_vehicle(await receive(queue, len(sent))) == by_vehicle(sent)
+            assert by_vehicle(await receive(ingest, len(sent))) == by_vehicle(sent)
 
         while_away = interleaved(vehicles, 5, start=10)
         await publish(url, while_away, protocol="3.1.1")
         queue = AsyncIngestQueue(1000)
-        async with MqttIngest(url, client_id=client_id, queue=queue, protocol="3.1.1"):
-            assert by_vehicle(await receive(queue, len(while_away))) == by_vehicle(while_away)
+        async with MqttIngest(
+            url, client_id=client_id, queue=queue, protocol="3.1.1", ack="received"
+        ) as ingest:
+            assert by_vehicle(await receive(ingest, len(while_away))) == by_vehicle(while_away)
 
 
 async def test_embedded_broker_does_not_answer_mqtt5(caplog: pytest.LogCaptureFixture) -> None:

@@ -15,11 +15,14 @@ a declared 4xx), and checks each answer:
 
 The number of examples per operation is bounded and derandomized so the file runs in a stable,
 short time; the failures of every operation are gathered and reported together, so one run lists
-them all rather than the first. Auth does not exist yet: this runs without credentials.
+them all rather than the first. It runs twice: as a rider (no credentials: the operators'
+operations must answer their declared 401) and as an admin (an API token of an admin account,
+sent with every call, so the operators' operations run in full).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
@@ -37,8 +40,17 @@ from schemathesis.core.result import Err
 from schemathesis.python import asgi
 
 from tests.integration.servers import Mosquitto
-from tests.integration.test_api import ALL_BUSES, TIMEOUT_S, _pings, _publish, service_settings
+from tests.integration.test_api import (
+    ALL_BUSES,
+    TIMEOUT_S,
+    _pings,
+    _publish,
+    account_token,
+    service_settings,
+)
+from tracker.accounts import Role
 from tracker.app import create_app
+from tracker.store.postgres import open_store
 
 pytestmark = pytest.mark.integration
 
@@ -53,10 +65,20 @@ CHECKS = [  # looked up by name: schemathesis registers its checks lazily
 REPUBLISH_EVERY_S = 2.0
 
 
-def _get(schema: schemathesis.BaseSchema, path: str) -> Any:
+def _get(schema: schemathesis.BaseSchema, path: str, headers: dict[str, str]) -> Any:
     """GET `path` (an operation without parameters) through the app, as schemathesis calls it."""
-    response = schema[path]["GET"].Case().call()
+    response = schema[path]["GET"].Case().call(headers=headers)
     return response.json() if response.status_code == 200 else None
+
+
+def _admin_headers(database_url: str) -> dict[str, str]:
+    """The Authorization header of a new API token of an admin account made in the database."""
+
+    async def token() -> str:
+        async with open_store(database_url) as store:
+            return await account_token(store, "fuzz-admin", Role.ADMIN)
+
+    return {"Authorization": f"Bearer {asyncio.run(token())}"}
 
 
 def _publish_until_stored(
@@ -74,7 +96,7 @@ def _publish_until_stored(
         _publish(mosquitto.url, pings)
         republish_at = time.monotonic() + REPUBLISH_EVERY_S
         while time.monotonic() < republish_at:
-            vehicles = _get(schema, "/api/vehicles")
+            vehicles = _get(schema, "/api/vehicles", {})
             if vehicles is not None and vehicles["count"] == len(ALL_BUSES):
                 return
             if time.monotonic() > deadline:
@@ -82,7 +104,9 @@ def _publish_until_stored(
             time.sleep(0.05)
 
 
-def _fuzz(operation: Any, mode: GenerationMode, calls: Counter[str]) -> None:
+def _fuzz(
+    operation: Any, mode: GenerationMode, calls: Counter[str], headers: dict[str, str]
+) -> None:
     """Run the bounded, derandomized examples of one operation in one mode; raise on the first
     failure (schemathesis raises a `FailureGroup` of the distinct failures of that example)."""
     key = f"{operation.label} ({mode.value})"
@@ -97,15 +121,21 @@ def _fuzz(operation: Any, mode: GenerationMode, calls: Counter[str]) -> None:
     )
     def run(case: Any) -> None:
         calls[key] += 1
-        case.call_and_validate(checks=CHECKS)
+        case.call_and_validate(headers=headers, checks=CHECKS)
 
     run()
 
 
+@pytest.mark.parametrize("caller", ["rider", "admin"])
 def test_every_operation_conforms_to_the_openapi_document(
-    mosquitto: Mosquitto, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    caller: str,
+    mosquitto: Mosquitto,
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings_ = service_settings(mosquitto, postgres_url, tmp_path, monkeypatch)
+    headers = _admin_headers(postgres_url) if caller == "admin" else {}
     app = create_app(settings_)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app's lifespan
     try:
@@ -121,7 +151,7 @@ def test_every_operation_conforms_to_the_openapi_document(
         for operation, mode in itertools.product(operations, GenerationMode):
             key = f"{operation.label} ({mode.value})"
             try:
-                _fuzz(operation, mode, calls)
+                _fuzz(operation, mode, calls, headers)
             except Unsatisfiable:
                 if mode is GenerationMode.POSITIVE:
                     failures[key] = "no valid input could be generated"
@@ -130,7 +160,8 @@ def test_every_operation_conforms_to_the_openapi_document(
             except (Exception, BaseExceptionGroup) as error:  # gathered, reported together below
                 failures[key] = f"{type(error).__name__}: {error}"
         print(
-            f"\nschemathesis: {len(operations)} operations x {len(GenerationMode)} modes, "
+            f"\nschemathesis as {caller}: {len(operations)} operations x "
+            f"{len(GenerationMode)} modes, "
             f"{sum(calls.values())} calls ({EXAMPLES_PER_OPERATION} examples at most each), "
             f"{len(CHECKS)} checks per call; {len(nothing_to_negate)} operations have no invalid "
             f"input to send; {len(failures)} failing"
@@ -138,5 +169,7 @@ def test_every_operation_conforms_to_the_openapi_document(
         assert len(operations) >= 30, [o.label for o in operations]  # the whole document
         assert all(calls[f"{o.label} (positive)"] > 0 for o in operations), calls
         assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
+        fleet = schema["/api/fleet"]["GET"].Case().call(headers=headers)
+        assert fleet.status_code == (200 if caller == "admin" else 401), fleet.text
     finally:
         asgi.shutdown_lifespans()

@@ -568,17 +568,26 @@ async def test_an_overloaded_pipeline_stores_every_accepted_ping_once(
     store: Store, postgres_url: str
 ) -> None:
     """The ingest queue supersedes what the tracker cannot match in time: the live view gets each
-    vehicle's newest ping only, the database every ping accepted, once."""
+    vehicle's newest ping only, the database every ping accepted, once. Each message is
+    acknowledged once, after its row is in; a dropped one is not."""
     network = load_network(BUNDLED_FEED)
     queue = LatestPerVehicleQueue(4, superseded_capacity=6)
     sent = [ping(f"bus-{n % 2}", MAY_1 + n, lat=-1.28, lon=36.82) for n in range(14)]
-    for p in sent:
-        assert queue.put(p.vehicle_id, Received(position_topic(p.vehicle_id), encode_ping(p), 0.0))
+    for n, p in enumerate(sent):
+        message = Received(position_topic(p.vehicle_id), encode_ping(p), 0.0, ack_id=n)
+        assert queue.put(p.vehicle_id, message)
     queued = queue.stats()
     assert (queued.superseded, queued.dropped_superseded, queued.dropped_full) == (10, 4, 0)
     accepted = len(sent) - queued.dropped_superseded
 
-    writer = StoreWriter(store, write_every_s=0.0)
+    acked: list[int] = []
+    stored_when_acked: list[int] = []
+
+    def on_stored(ack_ids: Sequence[int]) -> None:
+        acked.extend(ack_ids)
+        stored_when_acked.append(writer.stored)
+
+    writer = StoreWriter(store, write_every_s=0.0, on_stored=on_stored)
     hub = Hub()
     pipeline = Pipeline(
         InThreadMatcher(network, EngineConfig()), writer, hub, clock=lambda: MAY_1 + 60
@@ -599,6 +608,10 @@ async def test_an_overloaded_pipeline_stores_every_accepted_ping_once(
     assert len(stored) == len({(r["vehicle_id"], r["observed_at"]) for r in stored}) == accepted
     assert sum(r["reason"] == "superseded" for r in stored) == 6
     assert pipeline.stats.superseded_stored == 6
+    stored_keys = {(r["vehicle_id"], r["observed_at"].timestamp()) for r in stored}
+    assert len(acked) == len(set(acked)) == accepted
+    assert {(sent[n].vehicle_id, sent[n].timestamp) for n in acked} == stored_keys
+    assert all(n > 0 for n in stored_when_acked)  # after the write's rows were counted in
     assert {v: live.observed_at_s for v, live in hub.vehicles().items()} == {
         "bus-0": MAY_1 + 12,
         "bus-1": MAY_1 + 13,

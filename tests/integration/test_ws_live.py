@@ -7,6 +7,7 @@ hub directly and the hub's tick runs for real. All times derive from TICK_S.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -21,9 +22,16 @@ from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.integration.test_api import TEST_PASSWORD_HASH, account_token
+from tests.unit.test_hub import detour_on
+from tracker import accounts
+from tracker.accounts import Role
+from tracker.api.auth import SESSION_COOKIE
 from tracker.live.hub import CLOSE_TOO_SLOW, Hub, Subscription, SubscriptionError
 from tracker.live.vehicle import LiveVehicle
 from tracker.live.ws import get_hub, router, subscription_from_query, subscription_from_request
+from tracker.store import accounts as stored_accounts
+from tracker.store.postgres import Store, open_store
 
 TICK_S = 0.05  # the one time scale of these tests
 RECEIVE_TIMEOUT_S = 40 * TICK_S
@@ -37,12 +45,15 @@ def bus(
     return LiveVehicle(vehicle_id, t, lat, lon, state="in_service", route_id=route_id)
 
 
-def make_app(hub: Hub) -> FastAPI:
-    """The smallest app with the live feed: the hub in app.state, run by the lifespan."""
+def make_app(hub: Hub, store: Store | None = None) -> FastAPI:
+    """The smallest app with the live feed: the hub in app.state, run by the lifespan, and the
+    accounts' store if given (without one, every client is a rider's)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.hub = hub
+        if store is not None:
+            app.state.store = store
         async with asyncio.TaskGroup() as tasks:
             ticking = tasks.create_task(hub.run())
             yield
@@ -54,7 +65,9 @@ def make_app(hub: Hub) -> FastAPI:
 
 
 @asynccontextmanager
-async def serving(hub: Hub, *, send_buffer_bytes: int | None = None) -> AsyncIterator[str]:
+async def serving(
+    hub: Hub, *, send_buffer_bytes: int | None = None, store: Store | None = None
+) -> AsyncIterator[str]:
     """Serve `make_app(hub)` with uvicorn on a free loopback port; yield its ws://…/ws/live.
 
     `send_buffer_bytes` fixes the kernel send buffer of the server's connections (they inherit
@@ -67,7 +80,7 @@ async def serving(hub: Hub, *, send_buffer_bytes: int | None = None) -> AsyncIte
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     config = uvicorn.Config(
-        make_app(hub), log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+        make_app(hub, store), log_level="warning", lifespan="on", timeout_graceful_shutdown=5
     )
     server = uvicorn.Server(config)
     serve = asyncio.create_task(server.serve(sockets=[listener]))
@@ -273,3 +286,103 @@ async def test_a_client_that_stops_reading_does_not_slow_the_others() -> None:
             assert closed.rcvd is not None
             assert closed.rcvd.code == CLOSE_TOO_SLOW
             assert "too slow" in closed.rcvd.reason
+
+
+# -- who gets what ----------------------------------------------------------------------------
+
+
+async def session_cookie(store: Store, name: str) -> str:
+    """A new session of the account `name` (made if missing), as a Cookie header."""
+    if await stored_accounts.password_hash_of(store, name) is None:
+        await stored_accounts.create(store, name, Role.OPERATOR, TEST_PASSWORD_HASH)
+    token = accounts.new_token()
+    await stored_accounts.start_session(store, name, accounts.token_digest(token), "csrf", 600.0)
+    return f"{SESSION_COOKIE}={token}"
+
+
+async def kinds_after_an_alert(
+    hub: Hub, connections: dict[str, ClientConnection]
+) -> dict[str, list[str]]:
+    """Announce a detour on R1 and read every connection for a few ticks: the kinds of message
+    each got after its snapshot."""
+    for ws in connections.values():
+        assert (await receive(ws))["type"] == "snapshot"
+    hub.announce([detour_on("R1")])
+    await until(lambda: hub.stats().alert_changes_sent >= 2, "the alert to go to the operators")
+    hub.publish([bus("a", t=T0 + 1)])  # an update after the alert: everyone gets that one
+    got: dict[str, list[str]] = {}
+    for who, ws in connections.items():
+        kinds: list[str] = []
+        while "update" not in kinds:
+            kinds.append((await receive(ws))["type"])
+        got[who] = sorted(kinds)
+    return got
+
+
+@pytest.mark.integration
+async def test_only_operators_get_the_operations_alerts(postgres_url: str) -> None:
+    hub = Hub(tick_s=TICK_S)
+    async with open_store(postgres_url) as store, serving(hub, store=store) as url:
+        token = await account_token(store, "ws-operator", Role.OPERATOR)
+        cookie = await session_cookie(store, "ws-operator")
+        host = url.removeprefix("ws://").split("/")[0]
+        connecting = {
+            "rider": {},
+            "token": {"Authorization": f"Bearer {token}"},
+            "wrong token": {"Authorization": "Bearer bt_wrong"},
+            "session": {"Cookie": cookie, "Origin": f"http://{host}"},
+            "session from another site": {"Cookie": cookie, "Origin": "https://evil.example"},
+        }
+        async with contextlib.AsyncExitStack() as stack:
+            connections = {
+                who: await stack.enter_async_context(connect(url, additional_headers=headers))
+                for who, headers in connecting.items()
+            }
+            got = await kinds_after_an_alert(hub, connections)
+    assert got == {
+        "rider": ["update"],
+        "token": ["alerts", "update"],
+        "wrong token": ["update"],
+        "session": ["alerts", "update"],
+        "session from another site": ["update"],
+    }
+
+
+@pytest.mark.integration
+async def test_one_address_gets_at_most_its_share_of_connections() -> None:
+    hub = Hub(tick_s=TICK_S, max_clients_per_address=2)
+    async with serving(hub) as url, connect(url) as first, connect(url) as second:
+        for ws in (first, second):
+            assert (await receive(ws))["type"] == "snapshot"
+        async with connect(url) as third:
+            error = await receive(third)
+            assert "at most 2 from one address" in error["detail"]
+            closed = await read_until_closed(third)
+            assert closed.rcvd is not None
+            assert closed.rcvd.code == 1008
+        await first.close()
+        await until(lambda: hub.stats().clients == 1, "the first client to leave")
+        async with connect(url) as fourth:
+            assert (await receive(fourth))["type"] == "snapshot"
+    assert hub.stats().clients_refused == 1
+
+
+@pytest.mark.integration
+async def test_too_many_subscription_changes_get_an_error_and_the_view_stays() -> None:
+    hub = Hub(tick_s=TICK_S, max_subscribes_per_minute=2)
+    hub.publish([bus("a"), bus("b", route_id="R2")])
+    async with serving(hub) as url:
+        await until(lambda: hub.stats().vehicles == 2, "the first tick")
+        ws = await connect(url)
+        assert ids(await receive(ws)) == ["a", "b"]
+        for route in ("R1", "R2"):
+            await ws.send(json.dumps({"subscribe": {"routes": [route]}}))
+            assert (await receive(ws))["type"] == "snapshot"
+        await ws.send(json.dumps({"subscribe": {"routes": ["R1"]}}))
+        error = await receive(ws)
+        assert error["type"] == "error"
+        assert "at most 2" in error["detail"]
+        hub.publish([bus("a", t=T0 + 1), bus("b", route_id="R2", t=T0 + 1)])
+        assert ids(await receive(ws)) == ["b"]  # still on R2
+        await ws.close()
+    assert hub.stats().subscribes_refused == 1

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tracker.core.model import Match, Ping, Reason, State
+from tracker.core.operations import AlertChange, Change, Detour, Severity
 from tracker.live.hub import (
     CLOSE_GOING_AWAY,
     CLOSE_TOO_SLOW,
@@ -25,6 +26,7 @@ from tracker.live.hub import (
     Hub,
     Subscription,
     SubscriptionError,
+    TooManyClientsError,
 )
 from tracker.live.vehicle import LiveVehicle
 
@@ -453,6 +455,85 @@ async def test_resubscribe_drops_what_waited_and_sends_a_snapshot_of_the_new_vie
     hub.tick()
     assert [ids(m) for m in await read_ready(client)] == [["inside"]]
     assert hub.stats().subscriptions == 1
+
+
+def detour_on(route_id: str) -> AlertChange:
+    """An alert opened on `route_id`."""
+    detour = Detour(f"detour:{route_id}", Severity.WARNING, "bus-1", route_id, 0, "T",
+                    "20260216", "S", T0, 33.57, -7.6, 500.0, 160.0, 250.0, 180.0, 4,
+                    ((33.57, -7.6),))  # fmt: skip
+    return AlertChange(Change.OPENED, detour)
+
+
+async def test_alerts_reach_only_the_operators_clients_of_their_route() -> None:
+    hub = Hub(tick_s=TICK_S)
+    rider = hub.connect(EVERYTHING)
+    operator = hub.connect(Subscription(operator=True))
+    other_route = hub.connect(Subscription(route_ids=frozenset({"R2"}), operator=True))
+    for client in (rider, operator, other_route):
+        await read_ready(client)  # the snapshots
+    hub.announce([detour_on("R1")])
+    hub.tick()
+    assert await read_ready(rider) == []
+    assert await read_ready(other_route) == []
+    [alerts] = await read_ready(operator)
+    assert alerts["type"] == "alerts"
+    assert [c["alert"]["alert_id"] for c in alerts["changes"]] == ["detour:R1"]
+    assert hub.stats().alert_changes_sent == 1
+
+
+async def test_resubscribing_keeps_the_operator_flag_and_a_rider_cannot_take_it() -> None:
+    hub = Hub(tick_s=TICK_S)
+    rider = hub.connect(EVERYTHING)
+    operator = hub.connect(Subscription(operator=True))
+    rider.resubscribe(Subscription(route_ids=frozenset({"R1"}), operator=True))
+    operator.resubscribe(Subscription(route_ids=frozenset({"R1"})))
+    assert not rider.subscription.operator
+    assert operator.subscription.operator
+    assert operator.subscription.route_ids == frozenset({"R1"})
+    for client in (rider, operator):
+        await read_ready(client)
+    hub.announce([detour_on("R1")])
+    hub.tick()
+    assert await read_ready(rider) == []
+    assert [m["type"] for m in await read_ready(operator)] == ["alerts"]
+
+
+def test_one_address_holds_at_most_its_share_of_clients() -> None:
+    hub = Hub(tick_s=TICK_S, max_clients_per_address=2)
+    first = hub.connect(EVERYTHING, address="10.0.0.1")
+    hub.connect(EVERYTHING, address="10.0.0.1")
+    with pytest.raises(TooManyClientsError, match="at most 2 from one address"):
+        hub.connect(EVERYTHING, address="10.0.0.1")
+    hub.connect(EVERYTHING, address="10.0.0.2")  # another address has its own share
+    hub.connect(EVERYTHING)  # no address (a test, an embedded use): not counted
+    hub.disconnect(first)
+    hub.disconnect(first)  # twice frees one place, not two
+    hub.connect(EVERYTHING, address="10.0.0.1")
+    with pytest.raises(TooManyClientsError):
+        hub.connect(EVERYTHING, address="10.0.0.1")
+    stats = hub.stats()
+    assert (stats.clients, stats.clients_refused) == (4, 2)
+
+
+def test_subscription_changes_are_limited_per_minute_and_the_current_one_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now_s = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now_s[0])
+    hub = Hub(tick_s=TICK_S, max_subscribes_per_minute=3)
+    client = hub.connect(EVERYTHING)
+    views = [Subscription(route_ids=frozenset({f"R{n}"})) for n in range(5)]
+    for view in views[:3]:
+        client.resubscribe(view)
+        now_s[0] += 1.0
+    with pytest.raises(SubscriptionError, match="at most 3"):
+        client.resubscribe(views[3])
+    assert client.subscription == views[2]
+    now_s[0] += 58.0  # the first change is a minute old now
+    client.resubscribe(views[4])
+    assert client.subscription == views[4]
+    assert hub.stats().subscribes_refused == 1
 
 
 def test_publish_ignores_what_the_map_must_not_show() -> None:

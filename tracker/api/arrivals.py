@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from tracker.api import schemas
+from tracker.api.auth import OPERATOR_RESPONSES, OPERATORS_ONLY
 from tracker.api.deps import (
     HubDep,
     IdQuery,
@@ -108,14 +109,24 @@ async def list_predictions(
     return Predictions(now_s=now_s, count=len(out), predictions=out)
 
 
-@router.get("/api/predictions/accuracy", tags=["predictions"])
+@router.get(
+    "/api/predictions/accuracy",
+    tags=["predictions"],
+    dependencies=OPERATORS_ONLY,
+    responses=OPERATOR_RESPONSES,
+)
 async def accuracy(insight: InsightDep, settings: SettingsDep) -> Accuracy:
     """Mean absolute error and p10–p90 coverage of the predictions whose stops have been seen,
     by how far ahead they were made (0–5, 5–10, 10–20, 20+ minutes)."""
     return Accuracy(now_s=settings.now(), buckets=insight.accuracy)
 
 
-@router.get("/api/stop-events", tags=["predictions"])
+@router.get(
+    "/api/stop-events",
+    tags=["predictions"],
+    dependencies=OPERATORS_ONLY,
+    responses=OPERATOR_RESPONSES,
+)
 async def stop_events(
     store: StoreDep,
     start_s: Annotated[

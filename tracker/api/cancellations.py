@@ -13,8 +13,8 @@ GTFS-realtime feeds and the operations alerts: the feeds tell the trip CANCELED 
 NO_SERVICE alert at their next build (a second at most), and the trip's ghost alert is taken off
 the list, on the pages too (its closing is pushed on the websocket; undoing pushes it again).
 
-These endpoints are open: anyone who can reach the tracker can cancel a trip, as for the other
-operator endpoints, until the issue on trust adds logins.
+Every one needs an operator's login (`tracker.api.auth`); a page's POST and DELETE send the
+session's CSRF token.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from tracker.api.auth import OPERATORS_ONLY
 from tracker.api.deps import HubDep, InsightDep, NetworkDep, SettingsDep, StoreDep
 from tracker.api.errors import BadParameterError, NotFoundError, problem_responses
 from tracker.core.cancellations import (
@@ -48,7 +49,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(
     prefix="/api/operator/cancellations",
     tags=["operator"],
-    responses=problem_responses(400, 404, 422, 503),  # 400: a body that is not JSON
+    dependencies=OPERATORS_ONLY,
+    responses=problem_responses(400, 401, 403, 404, 422, 503),  # 400: a body that is not JSON
 )
 
 

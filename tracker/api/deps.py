@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final, TypeVar, cast
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import Response
+from starlette.requests import HTTPConnection
 
 from tracker.api.errors import BadParameterError
 from tracker.core.network import Network
@@ -30,8 +31,8 @@ BBOX_EXAMPLE: Final = "-7.70,33.50,-7.50,33.65"
 # --- dependencies: what the lifespan put in app.state --------------------------------------
 
 
-def _from_state(request: Request, name: str, kind: type[T]) -> T:
-    value = getattr(request.app.state, name, None)
+def _from_state(connection: HTTPConnection, name: str, kind: type[T]) -> T:
+    value = getattr(connection.app.state, name, None)
     if not isinstance(value, kind):
         raise RuntimeError(
             f"app.state.{name} is not a {kind.__name__}: the app's lifespan sets it "
@@ -48,8 +49,9 @@ def get_network(request: Request) -> Network:
     return _from_state(request, "network", Network)
 
 
-def get_store(request: Request) -> Store:
-    return _from_state(request, "store", Store)
+def get_store(connection: HTTPConnection) -> Store:
+    """The store, for a request or a websocket."""
+    return _from_state(connection, "store", Store)
 
 
 def get_hub(request: Request) -> Hub:

@@ -1,10 +1,14 @@
 """The one mapping from exceptions to HTTP status codes, installed by `install_error_handlers`.
 
     exception             (bases)                     status  when
+    NotAuthenticatedError (TrackerError)               401    an operator's endpoint, no login
+    ForbiddenError        (TrackerError)               403    logged in, but may not do this
     NotFoundError         (TrackerError, LookupError)  404    an id in the path is not known
     BadParameterError     (TrackerError, ValueError)   422    a query parameter cannot be used
     SubscriptionError     (tracker.live.hub)           422    a bad routes/bbox filter
+    TooManyError          (TrackerError)               429    too many wrong passwords
     StoreError            (tracker.errors)             503    the database is unavailable
+    ServiceBrokenError    (TrackerError)               503    a background task has crashed
 
 Every answer is JSON ``{"detail": "<message>"}``; the message names the bad value and what to send
 instead. FastAPI's own checks of query parameters (types, ranges) answer 422 with its usual list
@@ -35,6 +39,20 @@ class BadParameterError(TrackerError, ValueError):
     """A request parameter has a value the API cannot use; the message says what to send."""
 
 
+class NotAuthenticatedError(TrackerError):
+    """An operator endpoint called without credentials, or with wrong ones (`tracker.api.auth`)."""
+
+
+class ForbiddenError(TrackerError):
+    """The caller is known but may not do this (a write without its CSRF token, an operator on
+    an admin endpoint)."""
+
+
+class TooManyError(TrackerError):
+    """The caller asked too often (logins after wrong passwords); the message says how long to
+    wait."""
+
+
 class ServiceBrokenError(TrackerError):
     """A background task of the service (pipeline, store writer, hub) has crashed."""
 
@@ -51,9 +69,11 @@ class Problem(BaseModel):
 
 _MEANING_OF_STATUS: Final = {
     400: "the request cannot be read (the message says what is wrong)",
-    403: "the device is not known",
+    401: "no credentials, or wrong ones: log in at /login or send a Bearer token",
+    403: "the device is not known, or the caller may not do this",
     404: "an id in the path or the query is not known",
     422: "a parameter cannot be used (the message says what to send instead)",
+    429: "too many requests: wait (Retry-After says how long) and try again",
     503: "the database or a background task is unavailable: try again",
 }
 
@@ -68,6 +88,9 @@ STATUS_OF_ERROR: Final[tuple[tuple[type[Exception], int], ...]] = (
     (NotFoundError, 404),
     (BadParameterError, 422),
     (SubscriptionError, 422),
+    (NotAuthenticatedError, 401),
+    (ForbiddenError, 403),
+    (TooManyError, 429),
     (StoreError, 503),
     (ServiceBrokenError, 503),
 )
@@ -84,7 +107,13 @@ def status_of(error: Exception) -> int:
 
 
 async def _answer(request: Request, error: Exception) -> JSONResponse:
-    headers = {"Retry-After": "5"} if isinstance(error, StoreError) else None
+    headers = None
+    if isinstance(error, StoreError):
+        headers = {"Retry-After": "5"}
+    elif isinstance(error, NotAuthenticatedError):
+        headers = {"WWW-Authenticate": 'Bearer realm="bus tracker operators"'}
+    elif isinstance(error, TooManyError):
+        headers = {"Retry-After": "900"}
     return JSONResponse({"detail": str(error)}, status_code=status_of(error), headers=headers)
 
 

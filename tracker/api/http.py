@@ -19,7 +19,9 @@ stop events), `tracker.api.operator` (fleet, problems, history, counters),
 `tracker.api.operations` (headways, alerts, detours, time–distance), `tracker.api.gtfs_rt`
 (GTFS-realtime feeds), `tracker.api.siri` (SIRI-VM and SIRI-SM), `tracker.api.metrics`
 (Prometheus), `tracker.api.ingest` (phone apps in), `tracker.api.cancellations` (the operator's
-cancelled trips); what they share is in `tracker.api.deps`.
+cancelled trips), `tracker.api.auth` (logins, and who may call what); what they share is in
+`tracker.api.deps`. `tracker.api.ratelimit` limits each caller's requests (429) in front of them
+all but the probes, the metrics and the phones' ingest.
 
 Derived data that only depends on the network (the whole network as GeoJSON, the route list,
 the network's bounds) is computed on first use, off the event loop, and kept for the app's life.
@@ -31,6 +33,7 @@ from fastapi import APIRouter
 
 from tracker.api import (
     arrivals,
+    auth,
     cancellations,
     gtfs_rt,
     health,
@@ -42,9 +45,11 @@ from tracker.api import (
     siri,
     vehicles,
 )
+from tracker.api.errors import problem_responses
 
 router = APIRouter()
-parts = (health, vehicles, network, arrivals, operator, operations, gtfs_rt, siri, metrics,
-         ingest, cancellations)  # fmt: skip
-for part in parts:
+limited = (vehicles, network, arrivals, operator, operations, gtfs_rt, siri, cancellations, auth)
+for part in limited:  # each caller's requests are limited (tracker.api.ratelimit): 429
+    router.include_router(part.router, responses=problem_responses(429))
+for part in (health, metrics, ingest):  # probes, scrapers and phones: not limited
     router.include_router(part.router)

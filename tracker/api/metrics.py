@@ -53,6 +53,8 @@ class ServiceCollector(Collector):
         yield _gauge(
             "mqtt_connected", "1 while connected to the broker", float(state.ingest.connected)
         )
+        yield _counter("mqtt_acknowledged", "QoS 1 messages acknowledged to the broker, once "
+                       "stored or rejected", state.ingest.stats.acknowledged)  # fmt: skip
         matched = CounterMetricFamily(PREFIX + "pings_matched", "pings answered, by state",
                                       labels=["state"])  # fmt: skip
         for name, n in sorted(stats.by_state.items()):
@@ -106,6 +108,11 @@ class ServiceCollector(Collector):
         dropped.add_metric(["alert_change"], hub.alert_changes_dropped)
         dropped.add_metric(["stuck_client_disconnected"], hub.disconnected_stuck)
         yield dropped
+        refused = CounterMetricFamily(PREFIX + "websocket_refused", "websocket requests refused "
+                                      "over a limit, by limit", labels=["limit"])  # fmt: skip
+        refused.add_metric(["connections_per_address"], hub.clients_refused)
+        refused.add_metric(["subscription_changes_per_minute"], hub.subscribes_refused)
+        yield refused
         yield from _accuracy(state.insight.accuracy)
         alerts = GaugeMetricFamily(PREFIX + "operations_alerts", "live operations alerts, by kind",
                                    labels=["kind"])  # fmt: skip
@@ -116,6 +123,17 @@ class ServiceCollector(Collector):
             alerts.add_metric([kind], n)
         yield alerts
         yield from _gtfs_rt(getattr(state, "pollers", []))
+        auth = state.auth.stats
+        yield _counter("auth_logins", "operator logins", auth.logins)
+        yield _counter("auth_failed_logins", "logins refused: wrong name or password",
+                       auth.failed_logins)  # fmt: skip
+        yield _counter("auth_throttled_logins", "logins refused after too many wrong passwords",
+                       auth.throttled_logins)  # fmt: skip
+        yield _counter("auth_refused_requests", "operator requests refused (401 and 403)",
+                       auth.refused_requests)  # fmt: skip
+        limiter = state.rate_limiter
+        yield _counter("http_rate_limited", "HTTP requests refused (429) over their client's "
+                       "rate limit", limiter.refused)  # fmt: skip
 
 
 def _accuracy(buckets: Any) -> Iterator[Metric]:

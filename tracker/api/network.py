@@ -1,4 +1,5 @@
-"""The network: routes and stops from the GTFS feed, a stop's next departures with live delays."""
+"""The network: routes and stops from the GTFS feed, a stop's next departures with live delays,
+and what the web pages need to start (``/api/config``)."""
 
 from __future__ import annotations
 
@@ -246,3 +247,19 @@ def _first_departure_s(network: Network, trip_id: str, service_date: str) -> flo
     run = network.runs_of_trip[network.trip_index[trip_id]][0]
     day = dt.datetime.strptime(service_date, departures.DATE_FORMAT).date()
     return network.day_origin(day) + float(network.runs.start_s[run])
+
+
+@router.get("/api/config", tags=["web"])
+async def config(request: Request, network: NetworkDep, settings: SettingsDep) -> schemas.Config:
+    """What the web pages need to start: tiles, thresholds, time zone, where the network is."""
+    bounds = await per_network(request, network, "bounds", geojson.network_bounds)
+    return schemas.Config(
+        now_s=settings.now(),
+        tiles_url=settings.tiles_url,
+        tiles_attribution=settings.tiles_attribution,
+        stale_after_s=settings.stale_after_s,
+        hide_after_s=settings.hide_after_s,
+        timezone=network.timezone,
+        bounds=[round(x, 6) for x in bounds] if bounds is not None else None,
+        feed_hash=network.feed_hash,
+    )

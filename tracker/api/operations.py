@@ -17,6 +17,7 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from tracker.api.auth import OPERATORS_ONLY
 from tracker.api.deps import (
     InsightDep,
     NetworkDep,
@@ -32,7 +33,9 @@ from tracker.core.operations import Alert, Detour, Gap, RouteHeadway
 DIAGRAM_MAX_S: Final = 6 * 3600.0
 DIAGRAM_POSITIONS: Final = 200_000
 
-router = APIRouter(responses=problem_responses(404, 422, 503))
+router = APIRouter(
+    dependencies=OPERATORS_ONLY, responses=problem_responses(401, 403, 404, 422, 503)
+)
 
 
 class Alerts(BaseModel):

@@ -1,5 +1,5 @@
-"""What operators read: the fleet and its punctuality, problems, stored history, counters, and
-what the pages need to start."""
+"""What operators read: the fleet and its punctuality, problems, stored history, counters.
+Every endpoint needs an operator's login (`tracker.api.auth`)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from tracker.api import schemas
 from tracker.api.arrivals import LAST_EPOCH_S
+from tracker.api.auth import OPERATORS_ONLY, auth_stats
 from tracker.api.deps import (
     HubDep,
     IdQuery,
@@ -25,12 +26,11 @@ from tracker.api.deps import (
     SettingsDep,
     StoreDep,
     finite,
-    per_network,
     route_ids_param,
 )
 from tracker.api.errors import BadParameterError, problem_responses
 from tracker.api.vehicles import shown_position
-from tracker.core import departures, geojson
+from tracker.core import departures
 from tracker.core.model import State
 from tracker.core.network import Network
 from tracker.core.operations import Gap, RouteHeadway
@@ -41,7 +41,7 @@ from tracker.store.postgres import VehicleRow
 ON_TIME_EARLY_S: Final = -60.0  # on time: ON_TIME_EARLY_S <= delay_s <= ON_TIME_LATE_S
 ON_TIME_LATE_S: Final = 300.0
 
-router = APIRouter(responses=problem_responses(422, 503))
+router = APIRouter(dependencies=OPERATORS_ONLY, responses=problem_responses(401, 403, 422, 503))
 
 
 @router.get("/api/fleet", tags=["operations"])
@@ -296,7 +296,7 @@ async def stats(
     settings: SettingsDep,
 ) -> schemas.Stats:
     """Counters since start: pipeline, ingest queue, MQTT client, database writer, live hub,
-    polled GTFS-realtime feeds."""
+    logins, polled GTFS-realtime feeds."""
     return schemas.Stats(
         now_s=settings.now(),
         pipeline=schemas.PipelineStats.model_validate(pipeline.stats, from_attributes=True),
@@ -309,24 +309,9 @@ async def stats(
         ),
         writer=schemas.WriterStats.model_validate(pipeline.writer, from_attributes=True),
         hub=hub.stats(),
+        auth=auth_stats(request),
         gtfs_rt=[
             schemas.GtfsRtPollStats.model_validate(poller.stats(), from_attributes=True)
             for poller in getattr(request.app.state, "pollers", [])
         ],
-    )
-
-
-@router.get("/api/config", tags=["web"])
-async def config(request: Request, network: NetworkDep, settings: SettingsDep) -> schemas.Config:
-    """What the web pages need to start: tiles, thresholds, time zone, where the network is."""
-    bounds = await per_network(request, network, "bounds", geojson.network_bounds)
-    return schemas.Config(
-        now_s=settings.now(),
-        tiles_url=settings.tiles_url,
-        tiles_attribution=settings.tiles_attribution,
-        stale_after_s=settings.stale_after_s,
-        hide_after_s=settings.hide_after_s,
-        timezone=network.timezone,
-        bounds=[round(x, 6) for x in bounds] if bounds is not None else None,
-        feed_hash=network.feed_hash,
     )

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
+from tracker.api.auth import AuthStats
 from tracker.ingest.queue import QueueStats
 from tracker.live.hub import HubStats
 
@@ -391,6 +392,8 @@ class IngestStats(BaseModel):
     reconnects: int
     connect_failures: int
     session_errors: int
+    acknowledged: int = Field(description="QoS 1 messages acknowledged, once stored or rejected")
+    acks_void: int = Field(description="acknowledgements whose connection had ended: resent")
 
 
 class WriterStats(BaseModel):
@@ -432,6 +435,7 @@ class Stats(BaseModel):
     ingest: IngestStats
     writer: WriterStats
     hub: HubStats
+    auth: AuthStats
     gtfs_rt: list[GtfsRtPollStats] = Field(
         default_factory=list, description="the polled GTFS-realtime feeds, in the settings' order"
     )

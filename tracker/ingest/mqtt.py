@@ -26,14 +26,24 @@ Order: one tracker gets each vehicle's pings in the order the vehicle published 
 the order of one publisher's messages on a topic); after a reconnect, a message whose PUBACK
 was lost comes again, a duplicate the store removes.
 
-Delivery: paho acknowledges a QoS 1 message as soon as `on_message` returns, that is once it is
-in the in-memory queue. So delivery from the broker is at-least-once (a message whose PUBACK was
-lost is sent again after a reconnect) and the store's (vehicle_id, timestamp) dedupe turns that
-into exactly-once storage, for the messages the tracker processes. Two honest limits: messages
-still in the queue when the process dies are lost (they were acknowledged), and when the tracker
-falls behind the queue supersedes intermediate pings of a vehicle on purpose (counted in its
-stats). Acknowledging after storage would need paho's ``manual_ack`` and an ack path from the
-pipeline; it is not done.
+Delivery: a QoS 1 message is acknowledged (PUBACK) only once the tracker is done with it: its
+row committed to PostgreSQL, or the message rejected or ignored (paho's ``manual_ack``; the
+pipeline hands each message's `Received.ack_id` to the store writer, which calls `acknowledge`
+after the commit; the network thread sends the PUBACKs). A tracker killed with messages in
+memory or in the writer's queue has not acknowledged them, so the broker sends them again to
+the next connection of the session, and the store's (vehicle_id, timestamp) dedupe absorbs the
+ones that were stored already: exactly-once storage, through a SIGKILL too
+(tests/integration/test_fault_sigkill.py). The cost: the broker holds every message not yet
+committed as in flight, up to the Receive Maximum the tracker asks for (`RECEIVE_MAXIMUM`,
+MQTT 5; a 3.1.1 broker's own limit, Mosquitto's ``max_inflight_messages``), and sends no more
+until some are acknowledged, so while the database is down the live view goes on for that many
+messages (at 200 pings/s, over 5 minutes) and then waits for the database. What is not
+acknowledged: a message the ingest queue or the writer dropped (full, counted), or a batch that
+failed with an internal error; the broker sends those again after the next reconnect. The
+PUBACKs of a connection that ended are void (counted in `acks_void`): the broker sends those
+messages again to the next connection. With ``ack="received"`` (`Settings.mqtt_ack`, the demo's
+embedded amqtt broker, which waits for each PUBACK before it sends the next message) paho
+acknowledges a message as soon as it is in the queue, and a killed tracker loses what it held.
 
 Shared subscriptions (``share_group``, MQTT 5 only) split the messages between the trackers of
 a group. What Mosquitto 2.0 does, as the integration tests check: it hands the messages out
@@ -60,6 +70,8 @@ import re
 import select
 import threading
 import time
+from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -89,6 +101,8 @@ Protocol = Literal["5", "3.1.1"]
 _SESSION_TAKEN_OVER = 142  # MQTT 5 reason code: another connection uses the same client id
 _POLL_S = 0.1  # the network thread looks at its hang-up flag this often
 _READ_BURST = 1000  # packets read per round of `pump`, at most
+RECEIVE_MAXIMUM = 65_535  # messages in flight (not acknowledged yet): MQTT 5's largest
+_MID_BITS = 16  # an ack id is (connection number << 16) | message id
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +185,8 @@ class IngestStats:
     reconnects: int  # accepted connections after the first
     connect_failures: int  # attempts that did not end in an accepted connection
     session_errors: int  # unexpected errors that ended a connection (logged with traceback)
+    acknowledged: int  # QoS 1 messages acknowledged to the broker (stored, or rejected)
+    acks_void: int  # acknowledgements that came after their connection ended: sent again
 
 
 def pump(client: paho.Client, timeout_s: float) -> MQTTErrorCode:
@@ -217,6 +233,7 @@ def _paho_client(
     protocol: Protocol,
     username: str | None,
     password: str | None,
+    manual_ack: bool,
 ) -> paho.Client:
     if protocol == "5":
         client = paho.Client(
@@ -224,6 +241,7 @@ def _paho_client(
             client_id=client_id,
             protocol=paho.MQTTv5,
             reconnect_on_failure=False,  # reconnecting is `MqttIngest._run`
+            manual_ack=manual_ack,  # acknowledged once stored: `MqttIngest.acknowledge`
         )
     else:
         client = paho.Client(
@@ -232,6 +250,7 @@ def _paho_client(
             protocol=paho.MQTTv311,
             clean_session=False,  # a persistent session, as `clean_start=False` in 5
             reconnect_on_failure=False,  # reconnecting is `MqttIngest._run`
+            manual_ack=manual_ack,
         )
     user = username if username is not None else address.username
     secret = password if password is not None else address.password
@@ -259,6 +278,7 @@ class MqttIngest:
         username: str | None = None,
         password: str | None = None,
         protocol: Protocol = "5",
+        ack: Literal["stored", "received"] = "stored",
         session_expiry_s: int = 86_400,
         keepalive_s: int = 30,
         connect_timeout_s: float = 5.0,
@@ -266,7 +286,9 @@ class MqttIngest:
         rng: random.Random | None = None,
     ) -> None:
         """`owntracks_prefix`: also take OwnTracks' locations on ``{owntracks_prefix}/+/+`` (""
-        is off); `devices`: the vehicle each OwnTracks device reports as, for the queue's key."""
+        is off); `devices`: the vehicle each OwnTracks device reports as, for the queue's key;
+        `ack`: "stored" (messages are acknowledged by `acknowledge`) or "received" (by paho, as
+        soon as they are in the queue; their `ack_id` is None)."""
         self.address = parse_broker_url(broker_url)
         if not client_id:
             raise ValueError("MqttIngest needs a fixed client_id: the broker keys sessions by it")
@@ -292,6 +314,7 @@ class MqttIngest:
         self._username = username
         self._password = password
         self._protocol: Protocol = protocol
+        self._manual_ack = ack == "stored"
         self._session_expiry_s = session_expiry_s
         self._keepalive_s = keepalive_s
         self._connect_timeout_s = connect_timeout_s
@@ -317,8 +340,17 @@ class MqttIngest:
         self._connects = 0
         self._connect_failures = 0
         self._session_errors = 0
+        self._connection_number = 0  # of the accepted connection now (network thread)
+        self._acks: deque[int] = deque()  # ack ids to send: appended anywhere, sent by the thread
+        self._acknowledged = 0
+        self._acks_void = 0
 
     # -- the public surface -------------------------------------------------------------
+
+    @property
+    def queue(self) -> AsyncIngestQueue:
+        """Where the received messages go."""
+        return self._queue
 
     @property
     def connected(self) -> bool:
@@ -333,7 +365,14 @@ class MqttIngest:
             reconnects=max(self._connects - 1, 0),
             connect_failures=self._connect_failures,
             session_errors=self._session_errors,
+            acknowledged=self._acknowledged,
+            acks_void=self._acks_void,
         )
+
+    def acknowledge(self, ack_ids: Iterable[int]) -> None:
+        """Acknowledge these messages (`Received.ack_id`) to the broker: they are stored, or
+        rejected. From any thread; the network thread sends the PUBACKs within `_POLL_S`."""
+        self._acks.extend(ack_ids)
 
     async def wait_subscribed(self) -> None:
         """Wait until the current connection's subscription is acknowledged by the broker."""
@@ -349,6 +388,7 @@ class MqttIngest:
             protocol=self._protocol,
             username=self._username,
             password=self._password,
+            manual_ack=self._manual_ack,
         )
         self._client.connect_timeout = self._connect_timeout_s  # TCP (and TLS) connect
         self._client.on_connect = self._on_connect
@@ -417,6 +457,7 @@ class MqttIngest:
         if self._protocol == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = self._session_expiry_s
+            properties.ReceiveMaximum = RECEIVE_MAXIMUM
             client.connect(
                 self.address.host,
                 self.address.port,
@@ -437,9 +478,11 @@ class MqttIngest:
                     client.disconnect()
                     hung_up = True
                 elif not hung_up and self._hang_up.is_set():
+                    self._send_acks(client)  # what is stored already need not come again
                     client.disconnect()  # sends DISCONNECT; the broker keeps the session
                     hung_up = True
                 else:
+                    self._send_acks(client)
                     rc = pump(client, _POLL_S)
         except Exception:  # a bug in a callback: end this connection cleanly, then report
             if client.socket() is not None:
@@ -449,6 +492,18 @@ class MqttIngest:
             why = self._refusal or paho.error_string(rc)
             log.warning("MQTT broker %s did not accept the connection: %s", self.address, why)
         return self._accepted
+
+    def _send_acks(self, client: paho.Client) -> None:
+        """PUBACK the messages `acknowledge` was given, those of this connection; the others'
+        connection ended, and the broker sends them again."""
+        current = self._connection_number
+        while self._acks:
+            ack_id = self._acks.popleft()
+            if ack_id >> _MID_BITS == current and self._connected:
+                client.ack(ack_id & (1 << _MID_BITS) - 1, 1)
+                self._acknowledged += 1
+            else:
+                self._acks_void += 1
 
     # -- paho callbacks, in the network thread ------------------------------------------
 
@@ -467,6 +522,7 @@ class MqttIngest:
         self._accepted = True
         self._connected = True
         self._connects += 1
+        self._connection_number += 1
         log.info(
             "connected to MQTT broker %s as %r (MQTT %s, session present: %s)",
             self.address,
@@ -535,4 +591,11 @@ class MqttIngest:
         vehicle_id = vehicle_key(topic, self._topic_prefix,
                                  owntracks_prefix=self._owntracks_prefix,
                                  devices=self._devices)  # fmt: skip
-        self._queue.put_threadsafe(vehicle_id, Received(topic, bytes(message.payload), time.time()))
+        ack_id = (
+            self._connection_number << _MID_BITS | message.mid
+            if message.qos and self._manual_ack
+            else None
+        )
+        self._queue.put_threadsafe(
+            vehicle_id, Received(topic, bytes(message.payload), time.time(), ack_id)
+        )

@@ -48,6 +48,9 @@ class Received:
     topic: str
     payload: bytes
     received_at_s: float  # epoch seconds (UTC) when the network thread got it
+    # What to hand back to the MQTT adapter once the message is dealt with (its row committed,
+    # or it was rejected): `MqttIngest.acknowledge`. None: nothing to acknowledge (QoS 0, HTTP).
+    ack_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,13 +43,21 @@ past, and the history API has them.
 
 Operations alerts (bunching, gapping, ghost trips, silent buses, detours: tracker.core.operations)
 that opened, changed or closed since the last tick (`Hub.announce`) come likewise, to the
-clients whose subscribed routes include the alert's route::
+operators' clients (a subscription with ``operator=True``: the websocket sets it for a logged-in
+caller, and a client cannot change it by subscribing again) whose subscribed routes include the
+alert's route::
 
     {"type": "alerts", "server_time_s": 1764061200.5,
      "changes": [{"change": "opened", "alert": {"alert_id": "...", "kind": "bunching", ...}}]}
 
 `GET /api/operations/alerts` has the whole list; a client that missed a message (its queue was
 full, counted in `alert_changes_dropped`) reads it there.
+
+Limits, each refused with a reason and counted (`HubStats`): at most `max_clients_per_address`
+clients at once from one address (`connect` raises `TooManyClientsError`; a whole office behind
+one NAT address shares it, so it is generous), and at most `max_subscribes_per_minute`
+subscription changes per client (`Client.resubscribe` raises `SubscriptionError`): each one
+costs a snapshot.
 
 Everything runs on one event loop: call `publish`, `remove`, `connect` and the client methods from
 the loop's thread (from another thread, go through `loop.call_soon_threadsafe`).
@@ -58,6 +66,7 @@ the loop's thread (from another thread, go through `loop.call_soon_threadsafe`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -78,6 +87,8 @@ logger = logging.getLogger(__name__)
 CLOSE_GOING_AWAY = 1001  # the hub was closed (server shutting down)
 CLOSE_TOO_SLOW = 1008  # policy violation: the client did not read its messages for too long
 MAX_ROUTES_PER_SUBSCRIPTION = 1000
+MAX_CLIENTS_PER_ADDRESS = 50
+MAX_SUBSCRIBES_PER_MINUTE = 30
 MAX_REVISIONS_PER_TICK = 10_000
 
 BBox = tuple[float, float, float, float]
@@ -91,16 +102,22 @@ class SubscriptionError(TrackerError, ValueError):
     """A subscription asked of the live feed is invalid; the message says what to send instead."""
 
 
+class TooManyClientsError(TrackerError):
+    """One address holds the most live clients the hub takes from one address."""
+
+
 @dataclass(frozen=True, slots=True)
 class Subscription:
     """Which vehicles a client wants: those on `route_ids` (None: any) inside `bbox` (None: any).
 
     Both given means both must hold. Equal subscriptions share their serialised messages, so
-    prefer building them with `Subscription.of`, which normalises its input.
+    prefer building them with `Subscription.of`, which normalises its input. `operator`: the
+    client is a logged-in operator's, and gets the operations alerts too.
     """
 
     route_ids: frozenset[str] | None = None
     bbox: BBox | None = None
+    operator: bool = False
 
     def __post_init__(self) -> None:
         if self.route_ids is not None:
@@ -149,7 +166,7 @@ class Subscription:
         """A short text for logs."""
         routes = "any" if self.route_ids is None else ",".join(sorted(self.route_ids))
         bbox = "any" if self.bbox is None else ",".join(f"{x:g}" for x in self.bbox)
-        return f"routes={routes} bbox={bbox}"
+        return f"routes={routes} bbox={bbox}" + (" operator" if self.operator else "")
 
 
 def _check_bbox(bbox: BBox) -> None:
@@ -206,6 +223,8 @@ class HubStats:
     revisions_dropped: int  # revised answers a client missed (its queue was full), or too many
     alert_changes_sent: int  # operations alerts opened, updated or closed, handed to clients
     alert_changes_dropped: int
+    clients_refused: int  # connections over `max_clients_per_address`
+    subscribes_refused: int  # subscription changes over `max_subscribes_per_minute`
 
 
 class Client:
@@ -215,12 +234,14 @@ class Client:
     """
 
     __slots__ = (
+        "_address",
         "_blocked_since",
         "_closed",
         "_closed_event",
         "_hub",
         "_pending",
         "_queue",
+        "_subscribed_at",
         "_subscription",
         "_wakeup",
         "close_code",
@@ -230,10 +251,14 @@ class Client:
         "messages_sent",
     )
 
-    def __init__(self, hub: Hub, client_id: int, subscription: Subscription) -> None:
+    def __init__(
+        self, hub: Hub, client_id: int, subscription: Subscription, address: str | None
+    ) -> None:
         self._hub = hub
         self.id = client_id
         self._subscription = subscription
+        self._address = address  # counted against its address's limit until it disconnects
+        self._subscribed_at: deque[float] = deque()  # monotonic s of the last minute's changes
         self._queue: deque[str] = deque()
         self._pending: Changes = {}
         self._blocked_since: float | None = None  # monotonic s of the first merge since a read
@@ -267,9 +292,21 @@ class Client:
         return len(self._pending)
 
     def resubscribe(self, subscription: Subscription) -> None:
-        """Switch to `subscription`: what was waiting is dropped and a snapshot of the new view
-        comes next."""
-        self._hub._resubscribe(self, subscription)
+        """Switch to `subscription` (keeping this client's `operator` flag): what was waiting is
+        dropped and a snapshot of the new view comes next. `SubscriptionError` for a change
+        over the hub's `max_subscribes_per_minute`."""
+        now_s = time.monotonic()
+        while self._subscribed_at and self._subscribed_at[0] <= now_s - 60.0:
+            self._subscribed_at.popleft()
+        if len(self._subscribed_at) >= self._hub.max_subscribes_per_minute:
+            self._hub._subscribes_refused += 1
+            raise SubscriptionError(
+                f"{len(self._subscribed_at)} subscription changes in the last minute; at most "
+                f"{self._hub.max_subscribes_per_minute}: the current one stays"
+            )
+        self._subscribed_at.append(now_s)
+        operator = self._subscription.operator
+        self._hub._resubscribe(self, dataclasses.replace(subscription, operator=operator))
 
     async def next_message(self) -> str:
         """The next message for this client, waiting for one.
@@ -340,6 +377,8 @@ class Hub:
         client_queue_size: int = 4,
         stuck_after_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        max_clients_per_address: int = MAX_CLIENTS_PER_ADDRESS,
+        max_subscribes_per_minute: int = MAX_SUBSCRIBES_PER_MINUTE,
     ) -> None:
         """`clock` gives `server_time_s` (epoch s): the service's clock, which a demo or a
         replay of a past day may set apart from the wall clock."""
@@ -352,6 +391,11 @@ class Hub:
         self.tick_s = tick_s
         self.client_queue_size = client_queue_size
         self.stuck_after_s = stuck_after_s
+        self.max_clients_per_address = max_clients_per_address
+        self.max_subscribes_per_minute = max_subscribes_per_minute
+        self._clients_of: dict[str, int] = {}  # address → clients connected from it
+        self._clients_refused = 0
+        self._subscribes_refused = 0
         self._clock = clock
         self._vehicles: dict[str, LiveVehicle] = {}  # as of the last tick: what clients were told
         self._changes: Changes = {}  # since the last tick
@@ -443,12 +487,22 @@ class Hub:
 
     # -- the clients' side ----------------------------------------------------------------------
 
-    def connect(self, subscription: Subscription) -> Client:
+    def connect(self, subscription: Subscription, *, address: str | None = None) -> Client:
         """A new client whose first message is a snapshot of `subscription`'s view.
 
-        On a closed hub the client comes back already closed (`CLOSE_GOING_AWAY`).
+        On a closed hub the client comes back already closed (`CLOSE_GOING_AWAY`). With an
+        `address`, `TooManyClientsError` if that address holds `max_clients_per_address`.
         """
-        client = Client(self, self._next_client_id, subscription)
+        if address is not None:
+            held = self._clients_of.get(address, 0)
+            if held >= self.max_clients_per_address:
+                self._clients_refused += 1
+                raise TooManyClientsError(
+                    f"{held} live connections from {address} already; at most "
+                    f"{self.max_clients_per_address} from one address"
+                )
+            self._clients_of[address] = held + 1
+        client = Client(self, self._next_client_id, subscription, address)
         self._next_client_id += 1
         if self._closed:
             client._close(CLOSE_GOING_AWAY, "server shutting down")
@@ -460,6 +514,11 @@ class Hub:
     def disconnect(self, client: Client) -> None:
         """Forget `client` (its connection ended). Safe to call more than once."""
         self._leave_group(client)
+        address, client._address = client._address, None
+        if address is not None:
+            left = self._clients_of.pop(address) - 1
+            if left:
+                self._clients_of[address] = left
         client._close(None, "disconnected")
 
     def close(self) -> None:
@@ -503,6 +562,8 @@ class Hub:
             revisions_dropped=self._revisions_dropped,
             alert_changes_sent=self._alert_changes_sent,
             alert_changes_dropped=self._alert_changes_dropped,
+            clients_refused=self._clients_refused,
+            subscribes_refused=self._subscribes_refused,
         )
 
     # -- the tick -------------------------------------------------------------------------------
@@ -585,7 +646,7 @@ class Hub:
             announced, self._alert_changes = self._alert_changes, []
             serialisations += self._send_by_route(
                 "alerts", "changes", [({route}, c) for route, c in announced],
-                "_alert_changes_sent", "_alert_changes_dropped",
+                "_alert_changes_sent", "_alert_changes_dropped", operators_only=True,
             )  # fmt: skip
         self._serialisations_last_tick = serialisations
         self._serialisations_total += serialisations
@@ -602,13 +663,17 @@ class Hub:
         items: Sequence[tuple[set[str | None], Mapping[str, Any]]],
         sent: str,
         dropped: str,
+        *,
+        operators_only: bool = False,
     ) -> int:
         """`items` (each with the routes it concerns) to every group that subscribes to their
-        routes, one message of `kind` per group (one serialisation); a client whose queue is
-        full misses it, counted in the counter named `dropped` (the others in `sent`). How
-        many messages were serialised."""
+        routes (only the operators' groups if `operators_only`), one message of `kind` per
+        group (one serialisation); a client whose queue is full misses it, counted in the
+        counter named `dropped` (the others in `sent`). How many messages were serialised."""
         serialisations = 0
         for subscription, clients in self._groups.items():
+            if operators_only and not subscription.operator:
+                continue
             wanted = subscription.route_ids
             mine = [item for routes, item in items
                     if wanted is None or not wanted.isdisjoint(routes)]  # fmt: skip

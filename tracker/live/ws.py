@@ -18,8 +18,15 @@ The client may change its subscription at any time by sending::
 
     {"subscribe": {"routes": ["L7"] | null, "bbox": [min_lon, min_lat, max_lon, max_lat] | null}}
 
-and gets a fresh snapshot of the new view (replace what is shown); an invalid request gets an
-error message and the connection and old subscription stay. A client that reads nothing for the
+and gets a fresh snapshot of the new view (replace what is shown); an invalid request, or more
+than the hub's `max_subscribes_per_minute` changes (30), gets an error message and the
+connection and old subscription stay.
+
+An operator's connection (a session cookie from ``/login`` whose page is of this site, or
+``Authorization: Bearer`` with an API token, see `tracker.api.auth`) also gets the operations
+alerts (``{"type": "alerts", ...}``); a rider's does not. One address may hold at most the hub's
+`max_clients_per_address` connections (50) at once: one more gets an error message and a close
+with code 1008. A client that reads nothing for the
 hub's `stuck_after_s` while updates pile up is closed with code 1008 ("too slow ..."); when the
 server shuts down, clients are closed with 1001.
 
@@ -36,26 +43,40 @@ What the app must provide
             yield
             ticking.cancel()  # run() then closes every client with 1001
 
-and ``app.include_router(tracker.live.ws.router)``.
+and ``app.include_router(tracker.live.ws.router)``. To tell operators' connections from
+riders', ``app.state.store`` too (the accounts' `Store`); a connection that sends no
+credentials never needs it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.websockets import WebSocketState
 
-from tracker.live.hub import Client, ClientClosedError, Hub, Subscription, SubscriptionError
+from tracker.api.auth import caller_of
+from tracker.errors import StoreError
+from tracker.live.hub import (
+    Client,
+    ClientClosedError,
+    Hub,
+    Subscription,
+    SubscriptionError,
+    TooManyClientsError,
+)
 
 logger = logging.getLogger(__name__)
 
 CLOSE_INVALID_SUBSCRIPTION = 1008  # policy violation: the query string asked for nonsense
+CLOSE_TOO_MANY = 1008  # policy violation: the address holds the most connections one may
 CLOSE_TIMEOUT_S = 2.0  # how long a close may wait on a peer that does not read
 MAX_REQUEST_CHARS = 65536
 SUBSCRIBE_EXAMPLE = (
@@ -122,6 +143,36 @@ def error_message(detail: str) -> str:
     return json.dumps({"type": "error", "detail": detail}, separators=(",", ":"))
 
 
+async def _is_operator(websocket: WebSocket) -> bool:
+    """Whether the connection is a logged-in operator's. A session cookie counts only when the
+    page that opened the socket is of this site (its Origin's host is the Host): a browser sends
+    the cookie of this site from any page, so another site's page must not get the alerts
+    through it."""
+    try:
+        caller = await caller_of(websocket)
+    except StoreError as error:
+        logger.warning("live connection taken as a rider's: the accounts cannot be read: %s", error)
+        return False
+    if caller is None:
+        return False
+    if caller.via == "session":
+        origin = websocket.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != websocket.headers.get("host"):
+            return False
+    return True
+
+
+async def _refuse(
+    websocket: WebSocket, peer: str, error: Exception, code: int, reason: str
+) -> None:
+    logger.info("live connection from %s refused: %s", peer, error)
+    try:
+        await websocket.send_text(error_message(str(error)))
+        await websocket.close(code, reason)
+    except WebSocketDisconnect:
+        pass  # it left already
+
+
 async def websocket_live(websocket: WebSocket, hub: Hub) -> None:
     """Serve one live connection until either side ends it."""
     await websocket.accept()
@@ -129,15 +180,18 @@ async def websocket_live(websocket: WebSocket, hub: Hub) -> None:
     try:
         subscription = subscription_from_query(websocket.query_params.multi_items())
     except SubscriptionError as error:
-        logger.info("live connection from %s refused: %s", peer, error)
-        try:
-            await websocket.send_text(error_message(str(error)))
-            await websocket.close(CLOSE_INVALID_SUBSCRIPTION, "invalid subscription in the URL")
-        except WebSocketDisconnect:
-            pass  # it left already
+        await _refuse(websocket, peer, error, CLOSE_INVALID_SUBSCRIPTION,
+                      "invalid subscription in the URL")  # fmt: skip
         return
-
-    client = hub.connect(subscription)
+    if await _is_operator(websocket):
+        subscription = dataclasses.replace(subscription, operator=True)
+    try:
+        client = hub.connect(
+            subscription, address=websocket.client.host if websocket.client else None
+        )
+    except TooManyClientsError as error:
+        await _refuse(websocket, peer, error, CLOSE_TOO_MANY, "too many connections")
+        return
     logger.info("live client %d connected from %s (%s)", client.id, peer, subscription.describe())
     send_lock = asyncio.Lock()  # the sender and the receiver's error replies share the socket
     try:
@@ -193,9 +247,13 @@ async def _receive_requests(
                 except SubscriptionError as error:
                     detail = str(error)
                 else:
-                    client.resubscribe(subscription)
-                    logger.debug("live client %d now %s", client.id, subscription.describe())
-                    continue
+                    try:
+                        client.resubscribe(subscription)
+                    except SubscriptionError as error:
+                        detail = str(error)
+                    else:
+                        logger.debug("live client %d now %s", client.id, subscription.describe())
+                        continue
             async with send_lock:
                 await websocket.send_text(error_message(detail))
     except WebSocketDisconnect:

@@ -74,6 +74,9 @@ const BT = (() => {
       state_in_service: "in service", state_layover: "layover", state_off_route: "off route",
       state_not_matched: "not matched", state_stale: "stale",
       language: "Language", nav_map: "Live map", nav_operator: "Operator", nav_replay: "Replay",
+      signed_in_as: "Signed in as", log_out: "Log out", login_title: "Operator login",
+      login_name: "Name", login_password: "Password", login_submit: "Log in",
+      login_wrong: "Wrong name or password.", login_busy: "Logging in…",
     },
     fr: {
       live: "en direct", reconnecting: "hors ligne : reconnexion…", connecting: "connexion…",
@@ -84,6 +87,10 @@ const BT = (() => {
       state_not_matched: "non reconnu", state_stale: "position ancienne",
       language: "Langue", nav_map: "Carte en direct", nav_operator: "Exploitation",
       nav_replay: "Rejouer",
+      signed_in_as: "Connecté en tant que", log_out: "Se déconnecter",
+      login_title: "Connexion exploitation", login_name: "Nom", login_password: "Mot de passe",
+      login_submit: "Se connecter", login_wrong: "Nom ou mot de passe incorrect.",
+      login_busy: "Connexion…",
     },
     ar: {
       live: "مباشر", reconnecting: "غير مباشر: جارٍ إعادة الاتصال…", connecting: "جارٍ الاتصال…",
@@ -95,23 +102,55 @@ const BT = (() => {
       state_stale: "موقع قديم",
       language: "اللغة", nav_map: "الخريطة المباشرة", nav_operator: "التشغيل",
       nav_replay: "إعادة العرض",
+      signed_in_as: "متصل باسم", log_out: "تسجيل الخروج", login_title: "دخول التشغيل",
+      login_name: "الاسم", login_password: "كلمة المرور", login_submit: "دخول",
+      login_wrong: "الاسم أو كلمة المرور غير صحيحة.", login_busy: "جارٍ الدخول…",
     },
   });
 
   // --- the server ------------------------------------------------------------------------------
-  async function getJson(url) {
+  // JSON to and from the API. Writes carry the session's CSRF token (`loadSession`); a 401 means
+  // the login has ended (or there was none): the browser goes to the login page, then back here.
+  let csrfToken = null;
+  async function sendJson(method, url, body) {
+    const headers = {};
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (method !== "GET" && csrfToken) headers["x-csrf-token"] = csrfToken;
     let response;
     try {
-      response = await fetch(url);
+      response = await fetch(url, {
+        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      });
     } catch (e) {
       throw new Error(`${url}: ${e.message}`);
+    }
+    if (response.status === 401 && document.body.dataset.login === "required") {
+      location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
     }
     if (!response.ok) {
       let detail = response.statusText;
       try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
-      throw new Error(`${url}: ${response.status} ${detail}`);
+      throw new Error(`${url}: ${response.status} ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
     }
-    return response.json();
+    return response.status === 204 ? null : response.json();
+  }
+
+  function getJson(url) { return sendJson("GET", url); }
+
+  // The operator pages: who is logged in (shown in the header, with a "Log out" button).
+  async function loadSession() {
+    const me = await getJson("/api/me");
+    csrfToken = me.csrf_token;
+    const who = document.getElementById("who");
+    if (who) {
+      who.hidden = false;
+      who.querySelector(".who-name").textContent = me.name;
+      who.querySelector("button").addEventListener("click", async () => {
+        await sendJson("POST", "/api/logout");
+        location.assign("/login");
+      });
+    }
+    return me;
   }
 
   async function loadConfig() {
@@ -205,7 +244,7 @@ const BT = (() => {
 
   return {
     addStrings, t, setLanguage, languageSwitch, get language() { return language; },
-    getJson, loadConfig, get config() { return config; }, serverNow,
+    getJson, sendJson, loadSession, loadConfig, get config() { return config; }, serverNow,
     delayText, ageText, stateText, timeText, escapeHtml, showError, LiveSocket,
   };
 })();

@@ -38,23 +38,7 @@ let cancelled = []; // the API's cancellations, by service date then trip
 let onChanged = () => {};
 const pending = new Set(); // "trip|date" being cancelled (the alerts list is redrawn meanwhile)
 
-async function send(method, url, body) {
-  let response;
-  try {
-    response = await fetch(url, {
-      method, headers: body ? { "content-type": "application/json" } : {},
-      body: body ? JSON.stringify(body) : undefined,
-    });
-  } catch (e) {
-    throw new Error(`${url}: ${e.message}`);
-  }
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
-    throw new Error(`${url}: ${response.status} ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
-  }
-  return response.json();
-}
+const send = (method, url, body) => BT.sendJson(method, url, body);
 
 // The "Mark cancelled" button of a ghost trip's alert; `done` runs once the trip is cancelled.
 export function cancelButton(alert, done) {

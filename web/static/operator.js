@@ -115,6 +115,7 @@ function onStatus(status) {
 async function loadStatic() {
   const [config, routes, network] = await Promise.all([
     BT.loadConfig(), BT.getJson("/api/routes"), BT.getJson("/api/network.geojson"),
+    BT.loadSession(),
   ]);
   page.staleAfterS = config.stale_after_s;
   for (const r of routes.routes) page.routes.set(r.route_id, r);

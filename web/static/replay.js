@@ -452,6 +452,7 @@
     try {
       [config, routes, network] = await Promise.all([
         BT.loadConfig(), BT.getJson("/api/routes"), BT.getJson("/api/network.geojson"),
+        BT.loadSession(),
       ]);
     } catch (error) {
       BT.showError(BT.t("error_api", { detail: error.message }));
