@@ -80,6 +80,9 @@ def _serve(args: argparse.Namespace) -> int:
         poll_gtfs_rt=args.poll_gtfs_rt,
         poll_every_s=args.poll_every_s,
     )
+    from tracker.api.ingest import RedactTokens
+
+    RedactTokens.install()  # phones may send their token in the query string
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,
@@ -306,10 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.set_defaults(handler=_db_upgrade)
 
     from tracker.devices_cli import add_devices_commands
+    from tracker.phones_cli import add_phones_commands
     from tracker.users_cli import add_users_commands
 
     add_users_commands(sub)
     add_devices_commands(sub)
+    add_phones_commands(sub)
     return parser
 
 

@@ -2,10 +2,15 @@
 and Traccar Client positions (query, form and JSON), OwnTracks locations, each matched, shown
 and stored as an MQTT ping would be; what cannot be a position is refused with the reason and
 counted; what the pipeline rejects later is counted with the same reasons as MQTT's. With a
-devices file, a listed phone reports as its bus and another is refused (403, unknown_device)."""
+devices file, a listed phone reports as its bus and another is refused (403, unknown_device);
+a phone with a token (`tracker phones add`) must send it (401, bad_token)."""
 
 from __future__ import annotations
 
+import logging
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -20,6 +25,7 @@ from tests.integration.test_api import (
     running,
     service_settings,
 )
+from tracker.api.ingest import RedactTokens
 from tracker.app import create_app
 from tracker.ingest.mqtt import MqttIngest
 from tracker.ingest.phones import KNOT_MPS
@@ -180,3 +186,79 @@ async def test_with_a_devices_file_a_phone_reports_as_its_bus_and_others_get_403
         assert {(r["vehicle_id"], r["reason"]) for r in rejected} == {
             ("bus-12", "unknown_device"), ("carol-phone", "unknown_device"),
         }  # fmt: skip
+
+
+def _phones(devices_file: Path, *args: str) -> str:
+    """`tracker phones ARGS` run as a real process on `devices_file`; the token it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tracker", "phones", *args, "--devices-file", str(devices_file)],
+        cwd=Path(__file__).resolve().parents[2], check=True, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    found = re.search(r"^token \(shown this once\): (\S+)$", done.stdout, re.MULTILINE)
+    assert found is not None, done.stdout
+    return found.group(1)
+
+
+async def test_a_phone_with_a_token_must_send_it_every_way_an_app_can(
+    mosquitto: Mosquitto, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    devices_file = tmp_path / "devices.csv"
+    osmand_token = _phones(devices_file, "add", "358240051111110", "bus-12")
+    owntracks_token = _phones(devices_file, "add", "alice-phone", "bus-7")
+    assert "358240051111110,bus-12," in devices_file.read_text()
+    assert osmand_token not in devices_file.read_text()  # only its hash is kept
+    settings = service_settings(mosquitto, postgres_url, tmp_path, monkeypatch)
+    app = create_app(settings.model_copy(update={"devices_file": devices_file}))
+    async with running(app, operator=False) as client:  # no operator's Authorization
+        network = app.state.network
+        now_s = settings.now()
+        times = [now_s - STEP_S * (2 - k) for k in range(4)]
+        points = [_position(network, "B_N_0800", t) for t in times]
+
+        def osmand(k: int, **extra: str) -> dict[str, str | float]:
+            lat, lon = points[k]
+            return {"id": "358240051111110", "lat": lat, "lon": lon, "timestamp": round(times[k]),
+                    **extra}  # fmt: skip
+
+        taken = [
+            await client.get("/ingest/osmand", params=osmand(0, token=osmand_token)),
+            await client.post("/ingest/osmand", data=osmand(1, token=osmand_token)),
+            await client.get("/ingest/osmand", params=osmand(2),
+                             headers={"Authorization": f"Bearer {osmand_token}"}),
+        ]  # fmt: skip
+        lat, lon = _position(network, "B_S_0800", times[-1])
+        location = {"_type": "location", "lat": lat, "lon": lon, "tst": round(times[-1])}
+        alice = {"X-Limit-U": "alice", "X-Limit-D": "phone"}
+        taken.append(await client.post("/ingest/owntracks", json=location, headers=alice,
+                                       auth=("alice", owntracks_token)))  # fmt: skip
+        assert [r.status_code for r in taken] == [200] * 4, [r.text for r in taken]
+
+        refused = [
+            await client.get("/ingest/osmand", params=osmand(3)),  # no token
+            await client.get("/ingest/osmand", params=osmand(3, token=owntracks_token)),
+            await client.post("/ingest/owntracks", json=location, headers=alice,
+                              auth=("alice", "guess")),
+            await client.post("/ingest/owntracks", json=location),  # unnamed
+        ]  # fmt: skip
+        assert [r.status_code for r in refused] == [401] * 4
+        assert {r.json()["reason"] for r in refused} == {"bad_token"}
+        assert "must send its token" in refused[0].json()["detail"]
+        assert "is wrong" in refused[1].json()["detail"]
+
+        pipeline = app.state.pipeline  # the client is a phone's: /api/stats is not for it
+        await eventually(lambda: pipeline.writer.stored == 4, "the four positions stored")
+        assert pipeline.stats.rejected_by_reason == {"bad_token": 4}
+        assert {v["vehicle_id"] for v in (await get_json(client, "/api/vehicles"))["vehicles"]} \
+            == {"bus-12", "bus-7"}  # fmt: skip
+    assert osmand_token not in caplog.text
+
+
+def test_the_access_log_shows_no_token() -> None:
+    line = ("127.0.0.1:5", "GET", "/ingest/osmand?id=a&token=s3cret&lat=1", "1.1", 200)
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
+                               '%s - "%s %s HTTP/%s" %d', line, None)  # fmt: skip
+    assert RedactTokens().filter(record)
+    assert "s3cret" not in record.getMessage()
+    assert "/ingest/osmand?id=a&token=***&lat=1" in record.getMessage()

@@ -3,6 +3,7 @@ that cannot be used says (the file, the line, the fix)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,16 @@ def test_the_owntracks_prefix_setting_is_a_topic_prefix_or_off(tmp_path: Path) -
     for bad in ("owntracks/", "owntracks/#", "/owntracks"):
         with pytest.raises(SettingsError, match="TRACKER_OWNTRACKS_TOPIC_PREFIX: OwnTracks topic"):
             _settings(tmp_path, owntracks_topic_prefix=bad)
+
+
+def test_a_token_column_holds_each_phones_token_hash() -> None:
+    digest = hashlib.sha256(b"the-token").hexdigest()
+    devices = parse_devices(
+        f"device_id,vehicle_id,token_sha256\nalice,bus-7,{digest}\nbob,bus-8,\n"
+    )
+    assert devices.token_problem("alice", "the-token") is None
+    assert devices.token_problem("alice", "The-token") == "the token of device 'alice' is wrong"
+    assert "must send its token" in str(devices.token_problem("alice", None))
+    assert devices.token_problem("bob", None) is None  # no token in the file: none needed
+    with pytest.raises(DevicesFileError, match="line 2: token_sha256 is not 64 hex digits"):
+        parse_devices("device_id,vehicle_id,token_sha256\nalice,bus-7,abc\n")

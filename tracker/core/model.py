@@ -54,6 +54,7 @@ class Reason(enum.StrEnum):
     SUPERSEDED = "superseded"  # stored unmatched: a newer ping of the vehicle overtook it
     LATE = "late"  # older than the vehicle's latest: stored, matched later (`core.late`)
     UNKNOWN_DEVICE = "unknown_device"  # a phone the devices file does not list (`ingest.devices`)
+    BAD_TOKEN = "bad_token"  # a phone without its devices file token, or with a wrong one
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,13 @@ A listed device reports as its vehicle; a device that is not listed is rejected
 (`Reason.UNKNOWN_DEVICE`, answered 403 over HTTP). Two devices may report as the same vehicle
 (a spare phone in the same bus): their pings then make one vehicle's track, so only one of them
 should be on at a time. Other columns are allowed and left alone (a note, a phone number). The
-file is read once, at start. This is not authentication: anyone who knows a listed device id can
-report as its bus (per-device credentials come with the issue on trust).
+file is read once, at start.
+
+A device id is no secret. An optional ``token_sha256`` column holds the SHA-256 (hex) of each
+phone's own token (`tracker phones add DEVICE VEHICLE` makes one and prints it once); a phone
+with a token in the file must send it with every HTTP position (`DeviceMap.token_problem`; the
+HTTP endpoints answer 401, `Reason.BAD_TOKEN`, otherwise). A row with the cell empty is taken
+without a token, as before the column existed.
 
 `parse_devices` is pure (text in, map or `DevicesFileError` naming the line out);
 `load_devices` only reads the file first.
@@ -23,9 +28,12 @@ report as its bus (per-device credentials come with the issue on trust).
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +43,7 @@ if TYPE_CHECKING:
     import _csv
 
 COLUMNS = ("device_id", "vehicle_id")
+TOKEN_COLUMN = "token_sha256"
 MAX_ID_LENGTH = 128
 # An id goes into an MQTT topic level (`bus-tracker/v1/vehicles/{vehicle_id}/position`), which
 # cannot hold these.
@@ -62,6 +71,19 @@ class DeviceMap:
 
     vehicles: Mapping[str, str]
     source: str = "the devices file"  # where it came from, for messages
+    token_digests: Mapping[str, bytes] = field(default_factory=dict)  # device → SHA-256 of token
+
+    def token_problem(self, device_id: str, token: str | None) -> str | None:
+        """Why `token` does not let `device_id` report, or None if it does (a device with no
+        token in the file needs none)."""
+        expected = self.token_digests.get(device_id)
+        if expected is None:
+            return None
+        if not token:
+            return f"device {device_id!r} must send its token (see docs/interfaces.md, phones)"
+        if not hmac.compare_digest(hashlib.sha256(token.encode()).digest(), expected):
+            return f"the token of device {device_id!r} is wrong"
+        return None
 
     def vehicle_of(self, device_id: str) -> str | None:
         """The vehicle `device_id` reports as; None if it is not listed."""
@@ -98,6 +120,8 @@ def _parse_rows(reader: _csv.Reader, source: str) -> DeviceMap:
             f"column; the first line must be {','.join(COLUMNS)}"
         )
     device_col, vehicle_col = names.index("device_id"), names.index("vehicle_id")
+    token_col = names.index(TOKEN_COLUMN) if TOKEN_COLUMN in names else None
+    tokens: dict[str, bytes] = {}
     vehicles: dict[str, str] = {}
     first_line: dict[str, int] = {}
     for row in reader:
@@ -118,13 +142,19 @@ def _parse_rows(reader: _csv.Reader, source: str) -> DeviceMap:
                 f"{source}, line {line}: device {device_id!r} is listed twice (first on line "
                 f"{first_line[device_id]}); a device reports as one vehicle"
             )
+        digest = row[token_col].strip() if token_col is not None and token_col < len(row) else ""
+        if digest:
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise DevicesFileError(f"{source}, line {line}: {TOKEN_COLUMN} is not 64 hex "
+                                       "digits: `tracker phones add` writes it")  # fmt: skip
+            tokens[device_id] = bytes.fromhex(digest)
         vehicles[device_id] = vehicle_id
         first_line[device_id] = line
     if not vehicles:
         raise DevicesFileError(f"{source} lists no device, so every phone would be refused: "
                                "list them, or leave TRACKER_DEVICES_FILE unset to take any "
                                "phone")  # fmt: skip
-    return DeviceMap(vehicles, source)
+    return DeviceMap(vehicles, source, tokens)
 
 
 def load_devices(path: Path) -> DeviceMap:

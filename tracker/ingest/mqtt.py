@@ -252,8 +252,8 @@ def _paho_client(
             reconnect_on_failure=False,  # reconnecting is `MqttIngest._run`
             manual_ack=manual_ack,
         )
-    user = username if username is not None else address.username
-    secret = password if password is not None else address.password
+    user = username or address.username  # "" (an empty setting) is none
+    secret = password or address.password
     if user is not None:
         client.username_pw_set(user, secret)
     if address.tls:
